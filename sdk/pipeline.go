@@ -73,7 +73,8 @@ type Job struct {
 	// Timeout cancels the job's context after this long; zero means none.
 	Timeout time.Duration
 	// Retries is how many more attempts the job gets when its worker is
-	// lost. A job that fails by returning an error is not retried.
+	// lost: zero means the master's default (2), a negative number none. A
+	// job that fails by returning an error is not retried.
 	Retries int
 	// Labels a worker must carry to run the job.
 	Labels map[string]string

@@ -93,7 +93,7 @@ func Describe(p Pipeline) *pluginpb.Description {
 	for _, j := range p.Jobs {
 		d.Jobs = append(d.Jobs, &pluginpb.JobSpec{
 			Name: j.Name, Description: j.Description, DependsOn: j.DependsOn,
-			TimeoutMs: j.Timeout.Milliseconds(), Retries: uint32(max(j.Retries, 0)),
+			TimeoutMs: j.Timeout.Milliseconds(), Retries: int32(j.Retries),
 			Labels: j.Labels,
 		})
 	}

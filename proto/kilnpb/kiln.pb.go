@@ -1026,6 +1026,10 @@ type Job struct {
 	// waiting says why a queued job has not started.
 	Waiting       string            `protobuf:"bytes,9,opt,name=waiting,proto3" json:"waiting,omitempty"`
 	Outputs       map[string]string `protobuf:"bytes,10,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	History       []*Attempt        `protobuf:"bytes,11,rep,name=history,proto3" json:"history,omitempty"`
+	TimeoutMs     int64             `protobuf:"varint,12,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Retries       int32             `protobuf:"varint,13,opt,name=retries,proto3" json:"retries,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,14,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1130,6 +1134,137 @@ func (x *Job) GetOutputs() map[string]string {
 	return nil
 }
 
+func (x *Job) GetHistory() []*Attempt {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+func (x *Job) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *Job) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *Job) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// Attempt is one try of a job on one worker.
+type Attempt struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	WorkerId uint64                 `protobuf:"varint,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Worker   string                 `protobuf:"bytes,3,opt,name=worker,proto3" json:"worker,omitempty"`
+	// status is one of "assigned", "running", "succeeded", "failed", "lost",
+	// "revoked", "cancelled".
+	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	Assigned      int64  `protobuf:"varint,5,opt,name=assigned,proto3" json:"assigned,omitempty"`
+	Started       int64  `protobuf:"varint,6,opt,name=started,proto3" json:"started,omitempty"`
+	Finished      int64  `protobuf:"varint,7,opt,name=finished,proto3" json:"finished,omitempty"`
+	Error         string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attempt) Reset() {
+	*x = Attempt{}
+	mi := &file_kiln_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attempt) ProtoMessage() {}
+
+func (x *Attempt) ProtoReflect() protoreflect.Message {
+	mi := &file_kiln_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
+func (*Attempt) Descriptor() ([]byte, []int) {
+	return file_kiln_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Attempt) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Attempt) GetWorkerId() uint64 {
+	if x != nil {
+		return x.WorkerId
+	}
+	return 0
+}
+
+func (x *Attempt) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *Attempt) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Attempt) GetAssigned() int64 {
+	if x != nil {
+		return x.Assigned
+	}
+	return 0
+}
+
+func (x *Attempt) GetStarted() int64 {
+	if x != nil {
+		return x.Started
+	}
+	return 0
+}
+
+func (x *Attempt) GetFinished() int64 {
+	if x != nil {
+		return x.Finished
+	}
+	return 0
+}
+
+func (x *Attempt) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type StartRunRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1140,7 +1275,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_kiln_proto_msgTypes[15]
+	mi := &file_kiln_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1287,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[15]
+	mi := &file_kiln_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1300,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{15}
+	return file_kiln_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StartRunRequest) GetName() string {
@@ -1192,7 +1327,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_kiln_proto_msgTypes[16]
+	mi := &file_kiln_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1339,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[16]
+	mi := &file_kiln_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1352,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{16}
+	return file_kiln_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListRunsRequest) GetPipeline() string {
@@ -1243,7 +1378,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_kiln_proto_msgTypes[17]
+	mi := &file_kiln_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1390,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[17]
+	mi := &file_kiln_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1403,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{17}
+	return file_kiln_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1287,7 +1422,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_kiln_proto_msgTypes[18]
+	mi := &file_kiln_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1434,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[18]
+	mi := &file_kiln_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1447,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{18}
+	return file_kiln_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetRunRequest) GetId() uint64 {
@@ -1331,7 +1466,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_kiln_proto_msgTypes[19]
+	mi := &file_kiln_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1478,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[19]
+	mi := &file_kiln_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1491,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{19}
+	return file_kiln_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelRunRequest) GetId() uint64 {
@@ -1378,7 +1513,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_kiln_proto_msgTypes[20]
+	mi := &file_kiln_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1525,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[20]
+	mi := &file_kiln_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1538,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{20}
+	return file_kiln_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogsRequest) GetRunId() uint64 {
@@ -1437,7 +1572,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_kiln_proto_msgTypes[21]
+	mi := &file_kiln_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1584,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[21]
+	mi := &file_kiln_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1597,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{21}
+	return file_kiln_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogLine) GetJob() string {
@@ -1501,7 +1636,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_kiln_proto_msgTypes[22]
+	mi := &file_kiln_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1648,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[22]
+	mi := &file_kiln_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1661,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{22}
+	return file_kiln_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Worker) GetId() uint64 {
@@ -1621,7 +1756,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_kiln_proto_msgTypes[23]
+	mi := &file_kiln_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1768,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[23]
+	mi := &file_kiln_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1781,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{23}
+	return file_kiln_proto_rawDescGZIP(), []int{24}
 }
 
 type ListWorkersResponse struct {
@@ -1658,7 +1793,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_kiln_proto_msgTypes[24]
+	mi := &file_kiln_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1805,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[24]
+	mi := &file_kiln_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1818,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{24}
+	return file_kiln_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -1702,7 +1837,7 @@ type WorkerRequest struct {
 
 func (x *WorkerRequest) Reset() {
 	*x = WorkerRequest{}
-	mi := &file_kiln_proto_msgTypes[25]
+	mi := &file_kiln_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1849,7 @@ func (x *WorkerRequest) String() string {
 func (*WorkerRequest) ProtoMessage() {}
 
 func (x *WorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[25]
+	mi := &file_kiln_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1862,7 @@ func (x *WorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRequest.ProtoReflect.Descriptor instead.
 func (*WorkerRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{25}
+	return file_kiln_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WorkerRequest) GetName() string {
@@ -1756,7 +1891,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_kiln_proto_msgTypes[26]
+	mi := &file_kiln_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1903,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[26]
+	mi := &file_kiln_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1916,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{26}
+	return file_kiln_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JoinRequest) GetSecret() string {
@@ -1861,7 +1996,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_kiln_proto_msgTypes[27]
+	mi := &file_kiln_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2008,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[27]
+	mi := &file_kiln_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2021,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{27}
+	return file_kiln_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JoinResponse) GetWorkerId() uint64 {
@@ -1929,7 +2064,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_kiln_proto_msgTypes[28]
+	mi := &file_kiln_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2076,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[28]
+	mi := &file_kiln_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2089,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{28}
+	return file_kiln_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HeartbeatRequest) GetHealthy() bool {
@@ -1994,7 +2129,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_kiln_proto_msgTypes[29]
+	mi := &file_kiln_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2141,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[29]
+	mi := &file_kiln_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2154,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{29}
+	return file_kiln_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HeartbeatResponse) GetRevoked() []uint64 {
@@ -2037,7 +2172,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_kiln_proto_msgTypes[30]
+	mi := &file_kiln_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2184,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[30]
+	mi := &file_kiln_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2197,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{30}
+	return file_kiln_proto_rawDescGZIP(), []int{31}
 }
 
 type WorkerEvent struct {
@@ -2078,7 +2213,7 @@ type WorkerEvent struct {
 
 func (x *WorkerEvent) Reset() {
 	*x = WorkerEvent{}
-	mi := &file_kiln_proto_msgTypes[31]
+	mi := &file_kiln_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2225,7 @@ func (x *WorkerEvent) String() string {
 func (*WorkerEvent) ProtoMessage() {}
 
 func (x *WorkerEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[31]
+	mi := &file_kiln_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2238,7 @@ func (x *WorkerEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerEvent.ProtoReflect.Descriptor instead.
 func (*WorkerEvent) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{31}
+	return file_kiln_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WorkerEvent) GetEvent() isWorkerEvent_Event {
@@ -2162,7 +2297,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_kiln_proto_msgTypes[32]
+	mi := &file_kiln_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2309,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[32]
+	mi := &file_kiln_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2322,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{32}
+	return file_kiln_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Assignment) GetAttemptId() uint64 {
@@ -2251,7 +2386,7 @@ type Revoke struct {
 
 func (x *Revoke) Reset() {
 	*x = Revoke{}
-	mi := &file_kiln_proto_msgTypes[33]
+	mi := &file_kiln_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2398,7 @@ func (x *Revoke) String() string {
 func (*Revoke) ProtoMessage() {}
 
 func (x *Revoke) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[33]
+	mi := &file_kiln_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2411,7 @@ func (x *Revoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
 func (*Revoke) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{33}
+	return file_kiln_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Revoke) GetAttemptId() uint64 {
@@ -2302,7 +2437,7 @@ type AttemptRequest struct {
 
 func (x *AttemptRequest) Reset() {
 	*x = AttemptRequest{}
-	mi := &file_kiln_proto_msgTypes[34]
+	mi := &file_kiln_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2449,7 @@ func (x *AttemptRequest) String() string {
 func (*AttemptRequest) ProtoMessage() {}
 
 func (x *AttemptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[34]
+	mi := &file_kiln_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2462,7 @@ func (x *AttemptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptRequest.ProtoReflect.Descriptor instead.
 func (*AttemptRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{34}
+	return file_kiln_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AttemptRequest) GetAttemptId() uint64 {
@@ -2345,7 +2480,7 @@ type AcceptResponse struct {
 
 func (x *AcceptResponse) Reset() {
 	*x = AcceptResponse{}
-	mi := &file_kiln_proto_msgTypes[35]
+	mi := &file_kiln_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2492,7 @@ func (x *AcceptResponse) String() string {
 func (*AcceptResponse) ProtoMessage() {}
 
 func (x *AcceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[35]
+	mi := &file_kiln_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2505,7 @@ func (x *AcceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptResponse.ProtoReflect.Descriptor instead.
 func (*AcceptResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{35}
+	return file_kiln_proto_rawDescGZIP(), []int{36}
 }
 
 type LogUpload struct {
@@ -2385,7 +2520,7 @@ type LogUpload struct {
 
 func (x *LogUpload) Reset() {
 	*x = LogUpload{}
-	mi := &file_kiln_proto_msgTypes[36]
+	mi := &file_kiln_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2532,7 @@ func (x *LogUpload) String() string {
 func (*LogUpload) ProtoMessage() {}
 
 func (x *LogUpload) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[36]
+	mi := &file_kiln_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2545,7 @@ func (x *LogUpload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogUpload.ProtoReflect.Descriptor instead.
 func (*LogUpload) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{36}
+	return file_kiln_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LogUpload) GetAttemptId() uint64 {
@@ -2443,7 +2578,7 @@ type UploadLogResponse struct {
 
 func (x *UploadLogResponse) Reset() {
 	*x = UploadLogResponse{}
-	mi := &file_kiln_proto_msgTypes[37]
+	mi := &file_kiln_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2590,7 @@ func (x *UploadLogResponse) String() string {
 func (*UploadLogResponse) ProtoMessage() {}
 
 func (x *UploadLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[37]
+	mi := &file_kiln_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2603,7 @@ func (x *UploadLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadLogResponse.ProtoReflect.Descriptor instead.
 func (*UploadLogResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{37}
+	return file_kiln_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UploadLogResponse) GetReceived() int64 {
@@ -2493,7 +2628,7 @@ type FinishRequest struct {
 
 func (x *FinishRequest) Reset() {
 	*x = FinishRequest{}
-	mi := &file_kiln_proto_msgTypes[38]
+	mi := &file_kiln_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2640,7 @@ func (x *FinishRequest) String() string {
 func (*FinishRequest) ProtoMessage() {}
 
 func (x *FinishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[38]
+	mi := &file_kiln_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2653,7 @@ func (x *FinishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishRequest.ProtoReflect.Descriptor instead.
 func (*FinishRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{38}
+	return file_kiln_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FinishRequest) GetAttemptId() uint64 {
@@ -2564,7 +2699,7 @@ type FinishResponse struct {
 
 func (x *FinishResponse) Reset() {
 	*x = FinishResponse{}
-	mi := &file_kiln_proto_msgTypes[39]
+	mi := &file_kiln_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2711,7 @@ func (x *FinishResponse) String() string {
 func (*FinishResponse) ProtoMessage() {}
 
 func (x *FinishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[39]
+	mi := &file_kiln_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2724,7 @@ func (x *FinishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishResponse.ProtoReflect.Descriptor instead.
 func (*FinishResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{39}
+	return file_kiln_proto_rawDescGZIP(), []int{40}
 }
 
 type FetchBinaryRequest struct {
@@ -2603,7 +2738,7 @@ type FetchBinaryRequest struct {
 
 func (x *FetchBinaryRequest) Reset() {
 	*x = FetchBinaryRequest{}
-	mi := &file_kiln_proto_msgTypes[40]
+	mi := &file_kiln_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2750,7 @@ func (x *FetchBinaryRequest) String() string {
 func (*FetchBinaryRequest) ProtoMessage() {}
 
 func (x *FetchBinaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[40]
+	mi := &file_kiln_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2763,7 @@ func (x *FetchBinaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchBinaryRequest.ProtoReflect.Descriptor instead.
 func (*FetchBinaryRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{40}
+	return file_kiln_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *FetchBinaryRequest) GetDigest() string {
@@ -2662,7 +2797,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_kiln_proto_msgTypes[41]
+	mi := &file_kiln_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2809,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[41]
+	mi := &file_kiln_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2822,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{41}
+	return file_kiln_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *BinaryChunk) GetData() []byte {
@@ -2788,7 +2923,7 @@ const file_kiln_proto_rawDesc = "" +
 	"\x06digest\x18\r \x01(\tR\x06digest\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x04\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x16\n" +
@@ -2801,10 +2936,27 @@ const file_kiln_proto_rawDesc = "" +
 	"depends_on\x18\b \x03(\tR\tdependsOn\x12\x18\n" +
 	"\awaiting\x18\t \x01(\tR\awaiting\x123\n" +
 	"\aoutputs\x18\n" +
-	" \x03(\v2\x19.kiln.v1.Job.OutputsEntryR\aoutputs\x1a:\n" +
+	" \x03(\v2\x19.kiln.v1.Job.OutputsEntryR\aoutputs\x12*\n" +
+	"\ahistory\x18\v \x03(\v2\x10.kiln.v1.AttemptR\ahistory\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\f \x01(\x03R\ttimeoutMs\x12\x18\n" +
+	"\aretries\x18\r \x01(\x05R\aretries\x120\n" +
+	"\x06labels\x18\x0e \x03(\v2\x18.kiln.v1.Job.LabelsEntryR\x06labels\x1a:\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9e\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x01\n" +
+	"\aAttempt\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\x04R\bworkerId\x12\x16\n" +
+	"\x06worker\x18\x03 \x01(\tR\x06worker\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1a\n" +
+	"\bassigned\x18\x05 \x01(\x03R\bassigned\x12\x18\n" +
+	"\astarted\x18\x06 \x01(\x03R\astarted\x12\x1a\n" +
+	"\bfinished\x18\a \x01(\x03R\bfinished\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"\x9e\x01\n" +
 	"\x0fStartRunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12<\n" +
 	"\x06params\x18\x02 \x03(\v2$.kiln.v1.StartRunRequest.ParamsEntryR\x06params\x1a9\n" +
@@ -2967,7 +3119,7 @@ func file_kiln_proto_rawDescGZIP() []byte {
 	return file_kiln_proto_rawDescData
 }
 
-var file_kiln_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_kiln_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_kiln_proto_goTypes = []any{
 	(*Pipeline)(nil),               // 0: kiln.v1.Pipeline
 	(*Version)(nil),                // 1: kiln.v1.Version
@@ -2984,116 +3136,120 @@ var file_kiln_proto_goTypes = []any{
 	(*PinRequest)(nil),             // 12: kiln.v1.PinRequest
 	(*Run)(nil),                    // 13: kiln.v1.Run
 	(*Job)(nil),                    // 14: kiln.v1.Job
-	(*StartRunRequest)(nil),        // 15: kiln.v1.StartRunRequest
-	(*ListRunsRequest)(nil),        // 16: kiln.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),       // 17: kiln.v1.ListRunsResponse
-	(*GetRunRequest)(nil),          // 18: kiln.v1.GetRunRequest
-	(*CancelRunRequest)(nil),       // 19: kiln.v1.CancelRunRequest
-	(*LogsRequest)(nil),            // 20: kiln.v1.LogsRequest
-	(*LogLine)(nil),                // 21: kiln.v1.LogLine
-	(*Worker)(nil),                 // 22: kiln.v1.Worker
-	(*ListWorkersRequest)(nil),     // 23: kiln.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),    // 24: kiln.v1.ListWorkersResponse
-	(*WorkerRequest)(nil),          // 25: kiln.v1.WorkerRequest
-	(*JoinRequest)(nil),            // 26: kiln.v1.JoinRequest
-	(*JoinResponse)(nil),           // 27: kiln.v1.JoinResponse
-	(*HeartbeatRequest)(nil),       // 28: kiln.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 29: kiln.v1.HeartbeatResponse
-	(*EventsRequest)(nil),          // 30: kiln.v1.EventsRequest
-	(*WorkerEvent)(nil),            // 31: kiln.v1.WorkerEvent
-	(*Assignment)(nil),             // 32: kiln.v1.Assignment
-	(*Revoke)(nil),                 // 33: kiln.v1.Revoke
-	(*AttemptRequest)(nil),         // 34: kiln.v1.AttemptRequest
-	(*AcceptResponse)(nil),         // 35: kiln.v1.AcceptResponse
-	(*LogUpload)(nil),              // 36: kiln.v1.LogUpload
-	(*UploadLogResponse)(nil),      // 37: kiln.v1.UploadLogResponse
-	(*FinishRequest)(nil),          // 38: kiln.v1.FinishRequest
-	(*FinishResponse)(nil),         // 39: kiln.v1.FinishResponse
-	(*FetchBinaryRequest)(nil),     // 40: kiln.v1.FetchBinaryRequest
-	(*BinaryChunk)(nil),            // 41: kiln.v1.BinaryChunk
-	nil,                            // 42: kiln.v1.Run.ParamsEntry
-	nil,                            // 43: kiln.v1.Job.OutputsEntry
-	nil,                            // 44: kiln.v1.StartRunRequest.ParamsEntry
-	nil,                            // 45: kiln.v1.Worker.LabelsEntry
-	nil,                            // 46: kiln.v1.JoinRequest.LabelsEntry
-	nil,                            // 47: kiln.v1.Assignment.ParamsEntry
-	nil,                            // 48: kiln.v1.Assignment.InputsEntry
-	nil,                            // 49: kiln.v1.FinishRequest.OutputsEntry
-	(*pluginpb.Description)(nil),   // 50: kiln.plugin.v1.Description
-	(*pluginpb.RunFacts)(nil),      // 51: kiln.plugin.v1.RunFacts
-	(*pluginpb.Outputs)(nil),       // 52: kiln.plugin.v1.Outputs
+	(*Attempt)(nil),                // 15: kiln.v1.Attempt
+	(*StartRunRequest)(nil),        // 16: kiln.v1.StartRunRequest
+	(*ListRunsRequest)(nil),        // 17: kiln.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),       // 18: kiln.v1.ListRunsResponse
+	(*GetRunRequest)(nil),          // 19: kiln.v1.GetRunRequest
+	(*CancelRunRequest)(nil),       // 20: kiln.v1.CancelRunRequest
+	(*LogsRequest)(nil),            // 21: kiln.v1.LogsRequest
+	(*LogLine)(nil),                // 22: kiln.v1.LogLine
+	(*Worker)(nil),                 // 23: kiln.v1.Worker
+	(*ListWorkersRequest)(nil),     // 24: kiln.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),    // 25: kiln.v1.ListWorkersResponse
+	(*WorkerRequest)(nil),          // 26: kiln.v1.WorkerRequest
+	(*JoinRequest)(nil),            // 27: kiln.v1.JoinRequest
+	(*JoinResponse)(nil),           // 28: kiln.v1.JoinResponse
+	(*HeartbeatRequest)(nil),       // 29: kiln.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),      // 30: kiln.v1.HeartbeatResponse
+	(*EventsRequest)(nil),          // 31: kiln.v1.EventsRequest
+	(*WorkerEvent)(nil),            // 32: kiln.v1.WorkerEvent
+	(*Assignment)(nil),             // 33: kiln.v1.Assignment
+	(*Revoke)(nil),                 // 34: kiln.v1.Revoke
+	(*AttemptRequest)(nil),         // 35: kiln.v1.AttemptRequest
+	(*AcceptResponse)(nil),         // 36: kiln.v1.AcceptResponse
+	(*LogUpload)(nil),              // 37: kiln.v1.LogUpload
+	(*UploadLogResponse)(nil),      // 38: kiln.v1.UploadLogResponse
+	(*FinishRequest)(nil),          // 39: kiln.v1.FinishRequest
+	(*FinishResponse)(nil),         // 40: kiln.v1.FinishResponse
+	(*FetchBinaryRequest)(nil),     // 41: kiln.v1.FetchBinaryRequest
+	(*BinaryChunk)(nil),            // 42: kiln.v1.BinaryChunk
+	nil,                            // 43: kiln.v1.Run.ParamsEntry
+	nil,                            // 44: kiln.v1.Job.OutputsEntry
+	nil,                            // 45: kiln.v1.Job.LabelsEntry
+	nil,                            // 46: kiln.v1.StartRunRequest.ParamsEntry
+	nil,                            // 47: kiln.v1.Worker.LabelsEntry
+	nil,                            // 48: kiln.v1.JoinRequest.LabelsEntry
+	nil,                            // 49: kiln.v1.Assignment.ParamsEntry
+	nil,                            // 50: kiln.v1.Assignment.InputsEntry
+	nil,                            // 51: kiln.v1.FinishRequest.OutputsEntry
+	(*pluginpb.Description)(nil),   // 52: kiln.plugin.v1.Description
+	(*pluginpb.RunFacts)(nil),      // 53: kiln.plugin.v1.RunFacts
+	(*pluginpb.Outputs)(nil),       // 54: kiln.plugin.v1.Outputs
 }
 var file_kiln_proto_depIdxs = []int32{
-	50, // 0: kiln.v1.Version.description:type_name -> kiln.plugin.v1.Description
+	52, // 0: kiln.v1.Version.description:type_name -> kiln.plugin.v1.Description
 	1,  // 1: kiln.v1.BuildEvent.version:type_name -> kiln.v1.Version
 	0,  // 2: kiln.v1.ListPipelinesResponse.pipelines:type_name -> kiln.v1.Pipeline
 	1,  // 3: kiln.v1.ListVersionsResponse.versions:type_name -> kiln.v1.Version
 	14, // 4: kiln.v1.Run.jobs:type_name -> kiln.v1.Job
-	42, // 5: kiln.v1.Run.params:type_name -> kiln.v1.Run.ParamsEntry
-	43, // 6: kiln.v1.Job.outputs:type_name -> kiln.v1.Job.OutputsEntry
-	44, // 7: kiln.v1.StartRunRequest.params:type_name -> kiln.v1.StartRunRequest.ParamsEntry
-	13, // 8: kiln.v1.ListRunsResponse.runs:type_name -> kiln.v1.Run
-	45, // 9: kiln.v1.Worker.labels:type_name -> kiln.v1.Worker.LabelsEntry
-	22, // 10: kiln.v1.ListWorkersResponse.workers:type_name -> kiln.v1.Worker
-	46, // 11: kiln.v1.JoinRequest.labels:type_name -> kiln.v1.JoinRequest.LabelsEntry
-	32, // 12: kiln.v1.WorkerEvent.assign:type_name -> kiln.v1.Assignment
-	33, // 13: kiln.v1.WorkerEvent.revoke:type_name -> kiln.v1.Revoke
-	47, // 14: kiln.v1.Assignment.params:type_name -> kiln.v1.Assignment.ParamsEntry
-	48, // 15: kiln.v1.Assignment.inputs:type_name -> kiln.v1.Assignment.InputsEntry
-	51, // 16: kiln.v1.Assignment.run:type_name -> kiln.plugin.v1.RunFacts
-	49, // 17: kiln.v1.FinishRequest.outputs:type_name -> kiln.v1.FinishRequest.OutputsEntry
-	52, // 18: kiln.v1.Assignment.InputsEntry.value:type_name -> kiln.plugin.v1.Outputs
-	3,  // 19: kiln.v1.Master.CreatePipeline:input_type -> kiln.v1.CreatePipelineRequest
-	4,  // 20: kiln.v1.Master.ListPipelines:input_type -> kiln.v1.ListPipelinesRequest
-	6,  // 21: kiln.v1.Master.GetPipeline:input_type -> kiln.v1.GetPipelineRequest
-	7,  // 22: kiln.v1.Master.DeletePipeline:input_type -> kiln.v1.DeletePipelineRequest
-	9,  // 23: kiln.v1.Master.ListVersions:input_type -> kiln.v1.ListVersionsRequest
-	11, // 24: kiln.v1.Master.Recompile:input_type -> kiln.v1.RecompileRequest
-	12, // 25: kiln.v1.Master.Pin:input_type -> kiln.v1.PinRequest
-	15, // 26: kiln.v1.Master.StartRun:input_type -> kiln.v1.StartRunRequest
-	18, // 27: kiln.v1.Master.WatchRun:input_type -> kiln.v1.GetRunRequest
-	16, // 28: kiln.v1.Master.ListRuns:input_type -> kiln.v1.ListRunsRequest
-	18, // 29: kiln.v1.Master.GetRun:input_type -> kiln.v1.GetRunRequest
-	19, // 30: kiln.v1.Master.CancelRun:input_type -> kiln.v1.CancelRunRequest
-	20, // 31: kiln.v1.Master.Logs:input_type -> kiln.v1.LogsRequest
-	23, // 32: kiln.v1.Master.ListWorkers:input_type -> kiln.v1.ListWorkersRequest
-	25, // 33: kiln.v1.Master.SuspendWorker:input_type -> kiln.v1.WorkerRequest
-	25, // 34: kiln.v1.Master.ResumeWorker:input_type -> kiln.v1.WorkerRequest
-	26, // 35: kiln.v1.Link.Join:input_type -> kiln.v1.JoinRequest
-	28, // 36: kiln.v1.Link.Heartbeat:input_type -> kiln.v1.HeartbeatRequest
-	30, // 37: kiln.v1.Link.Events:input_type -> kiln.v1.EventsRequest
-	34, // 38: kiln.v1.Link.Accept:input_type -> kiln.v1.AttemptRequest
-	36, // 39: kiln.v1.Link.UploadLog:input_type -> kiln.v1.LogUpload
-	38, // 40: kiln.v1.Link.Finish:input_type -> kiln.v1.FinishRequest
-	40, // 41: kiln.v1.Link.FetchBinary:input_type -> kiln.v1.FetchBinaryRequest
-	2,  // 42: kiln.v1.Master.CreatePipeline:output_type -> kiln.v1.BuildEvent
-	5,  // 43: kiln.v1.Master.ListPipelines:output_type -> kiln.v1.ListPipelinesResponse
-	0,  // 44: kiln.v1.Master.GetPipeline:output_type -> kiln.v1.Pipeline
-	8,  // 45: kiln.v1.Master.DeletePipeline:output_type -> kiln.v1.DeletePipelineResponse
-	10, // 46: kiln.v1.Master.ListVersions:output_type -> kiln.v1.ListVersionsResponse
-	2,  // 47: kiln.v1.Master.Recompile:output_type -> kiln.v1.BuildEvent
-	2,  // 48: kiln.v1.Master.Pin:output_type -> kiln.v1.BuildEvent
-	13, // 49: kiln.v1.Master.StartRun:output_type -> kiln.v1.Run
-	13, // 50: kiln.v1.Master.WatchRun:output_type -> kiln.v1.Run
-	17, // 51: kiln.v1.Master.ListRuns:output_type -> kiln.v1.ListRunsResponse
-	13, // 52: kiln.v1.Master.GetRun:output_type -> kiln.v1.Run
-	13, // 53: kiln.v1.Master.CancelRun:output_type -> kiln.v1.Run
-	21, // 54: kiln.v1.Master.Logs:output_type -> kiln.v1.LogLine
-	24, // 55: kiln.v1.Master.ListWorkers:output_type -> kiln.v1.ListWorkersResponse
-	22, // 56: kiln.v1.Master.SuspendWorker:output_type -> kiln.v1.Worker
-	22, // 57: kiln.v1.Master.ResumeWorker:output_type -> kiln.v1.Worker
-	27, // 58: kiln.v1.Link.Join:output_type -> kiln.v1.JoinResponse
-	29, // 59: kiln.v1.Link.Heartbeat:output_type -> kiln.v1.HeartbeatResponse
-	31, // 60: kiln.v1.Link.Events:output_type -> kiln.v1.WorkerEvent
-	35, // 61: kiln.v1.Link.Accept:output_type -> kiln.v1.AcceptResponse
-	37, // 62: kiln.v1.Link.UploadLog:output_type -> kiln.v1.UploadLogResponse
-	39, // 63: kiln.v1.Link.Finish:output_type -> kiln.v1.FinishResponse
-	41, // 64: kiln.v1.Link.FetchBinary:output_type -> kiln.v1.BinaryChunk
-	42, // [42:65] is the sub-list for method output_type
-	19, // [19:42] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	43, // 5: kiln.v1.Run.params:type_name -> kiln.v1.Run.ParamsEntry
+	44, // 6: kiln.v1.Job.outputs:type_name -> kiln.v1.Job.OutputsEntry
+	15, // 7: kiln.v1.Job.history:type_name -> kiln.v1.Attempt
+	45, // 8: kiln.v1.Job.labels:type_name -> kiln.v1.Job.LabelsEntry
+	46, // 9: kiln.v1.StartRunRequest.params:type_name -> kiln.v1.StartRunRequest.ParamsEntry
+	13, // 10: kiln.v1.ListRunsResponse.runs:type_name -> kiln.v1.Run
+	47, // 11: kiln.v1.Worker.labels:type_name -> kiln.v1.Worker.LabelsEntry
+	23, // 12: kiln.v1.ListWorkersResponse.workers:type_name -> kiln.v1.Worker
+	48, // 13: kiln.v1.JoinRequest.labels:type_name -> kiln.v1.JoinRequest.LabelsEntry
+	33, // 14: kiln.v1.WorkerEvent.assign:type_name -> kiln.v1.Assignment
+	34, // 15: kiln.v1.WorkerEvent.revoke:type_name -> kiln.v1.Revoke
+	49, // 16: kiln.v1.Assignment.params:type_name -> kiln.v1.Assignment.ParamsEntry
+	50, // 17: kiln.v1.Assignment.inputs:type_name -> kiln.v1.Assignment.InputsEntry
+	53, // 18: kiln.v1.Assignment.run:type_name -> kiln.plugin.v1.RunFacts
+	51, // 19: kiln.v1.FinishRequest.outputs:type_name -> kiln.v1.FinishRequest.OutputsEntry
+	54, // 20: kiln.v1.Assignment.InputsEntry.value:type_name -> kiln.plugin.v1.Outputs
+	3,  // 21: kiln.v1.Master.CreatePipeline:input_type -> kiln.v1.CreatePipelineRequest
+	4,  // 22: kiln.v1.Master.ListPipelines:input_type -> kiln.v1.ListPipelinesRequest
+	6,  // 23: kiln.v1.Master.GetPipeline:input_type -> kiln.v1.GetPipelineRequest
+	7,  // 24: kiln.v1.Master.DeletePipeline:input_type -> kiln.v1.DeletePipelineRequest
+	9,  // 25: kiln.v1.Master.ListVersions:input_type -> kiln.v1.ListVersionsRequest
+	11, // 26: kiln.v1.Master.Recompile:input_type -> kiln.v1.RecompileRequest
+	12, // 27: kiln.v1.Master.Pin:input_type -> kiln.v1.PinRequest
+	16, // 28: kiln.v1.Master.StartRun:input_type -> kiln.v1.StartRunRequest
+	19, // 29: kiln.v1.Master.WatchRun:input_type -> kiln.v1.GetRunRequest
+	17, // 30: kiln.v1.Master.ListRuns:input_type -> kiln.v1.ListRunsRequest
+	19, // 31: kiln.v1.Master.GetRun:input_type -> kiln.v1.GetRunRequest
+	20, // 32: kiln.v1.Master.CancelRun:input_type -> kiln.v1.CancelRunRequest
+	21, // 33: kiln.v1.Master.Logs:input_type -> kiln.v1.LogsRequest
+	24, // 34: kiln.v1.Master.ListWorkers:input_type -> kiln.v1.ListWorkersRequest
+	26, // 35: kiln.v1.Master.SuspendWorker:input_type -> kiln.v1.WorkerRequest
+	26, // 36: kiln.v1.Master.ResumeWorker:input_type -> kiln.v1.WorkerRequest
+	27, // 37: kiln.v1.Link.Join:input_type -> kiln.v1.JoinRequest
+	29, // 38: kiln.v1.Link.Heartbeat:input_type -> kiln.v1.HeartbeatRequest
+	31, // 39: kiln.v1.Link.Events:input_type -> kiln.v1.EventsRequest
+	35, // 40: kiln.v1.Link.Accept:input_type -> kiln.v1.AttemptRequest
+	37, // 41: kiln.v1.Link.UploadLog:input_type -> kiln.v1.LogUpload
+	39, // 42: kiln.v1.Link.Finish:input_type -> kiln.v1.FinishRequest
+	41, // 43: kiln.v1.Link.FetchBinary:input_type -> kiln.v1.FetchBinaryRequest
+	2,  // 44: kiln.v1.Master.CreatePipeline:output_type -> kiln.v1.BuildEvent
+	5,  // 45: kiln.v1.Master.ListPipelines:output_type -> kiln.v1.ListPipelinesResponse
+	0,  // 46: kiln.v1.Master.GetPipeline:output_type -> kiln.v1.Pipeline
+	8,  // 47: kiln.v1.Master.DeletePipeline:output_type -> kiln.v1.DeletePipelineResponse
+	10, // 48: kiln.v1.Master.ListVersions:output_type -> kiln.v1.ListVersionsResponse
+	2,  // 49: kiln.v1.Master.Recompile:output_type -> kiln.v1.BuildEvent
+	2,  // 50: kiln.v1.Master.Pin:output_type -> kiln.v1.BuildEvent
+	13, // 51: kiln.v1.Master.StartRun:output_type -> kiln.v1.Run
+	13, // 52: kiln.v1.Master.WatchRun:output_type -> kiln.v1.Run
+	18, // 53: kiln.v1.Master.ListRuns:output_type -> kiln.v1.ListRunsResponse
+	13, // 54: kiln.v1.Master.GetRun:output_type -> kiln.v1.Run
+	13, // 55: kiln.v1.Master.CancelRun:output_type -> kiln.v1.Run
+	22, // 56: kiln.v1.Master.Logs:output_type -> kiln.v1.LogLine
+	25, // 57: kiln.v1.Master.ListWorkers:output_type -> kiln.v1.ListWorkersResponse
+	23, // 58: kiln.v1.Master.SuspendWorker:output_type -> kiln.v1.Worker
+	23, // 59: kiln.v1.Master.ResumeWorker:output_type -> kiln.v1.Worker
+	28, // 60: kiln.v1.Link.Join:output_type -> kiln.v1.JoinResponse
+	30, // 61: kiln.v1.Link.Heartbeat:output_type -> kiln.v1.HeartbeatResponse
+	32, // 62: kiln.v1.Link.Events:output_type -> kiln.v1.WorkerEvent
+	36, // 63: kiln.v1.Link.Accept:output_type -> kiln.v1.AcceptResponse
+	38, // 64: kiln.v1.Link.UploadLog:output_type -> kiln.v1.UploadLogResponse
+	40, // 65: kiln.v1.Link.Finish:output_type -> kiln.v1.FinishResponse
+	42, // 66: kiln.v1.Link.FetchBinary:output_type -> kiln.v1.BinaryChunk
+	44, // [44:67] is the sub-list for method output_type
+	21, // [21:44] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_kiln_proto_init() }
@@ -3105,7 +3261,7 @@ func file_kiln_proto_init() {
 		(*BuildEvent_Progress)(nil),
 		(*BuildEvent_Version)(nil),
 	}
-	file_kiln_proto_msgTypes[31].OneofWrappers = []any{
+	file_kiln_proto_msgTypes[32].OneofWrappers = []any{
 		(*WorkerEvent_Assign)(nil),
 		(*WorkerEvent_Revoke)(nil),
 	}
@@ -3115,7 +3271,7 @@ func file_kiln_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kiln_proto_rawDesc), len(file_kiln_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

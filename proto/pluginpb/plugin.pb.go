@@ -234,8 +234,9 @@ type JobSpec struct {
 	DependsOn   []string               `protobuf:"bytes,3,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	// timeout_ms is zero when the job has no timeout of its own.
 	TimeoutMs int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	// retries is how many more attempts a lost attempt may get.
-	Retries uint32 `protobuf:"varint,5,opt,name=retries,proto3" json:"retries,omitempty"`
+	// retries is how many more attempts the job gets when its worker is
+	// lost: zero means the master's default, a negative number none.
+	Retries int32 `protobuf:"varint,5,opt,name=retries,proto3" json:"retries,omitempty"`
 	// labels a worker must carry to run this job.
 	Labels        map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
@@ -300,7 +301,7 @@ func (x *JobSpec) GetTimeoutMs() int64 {
 	return 0
 }
 
-func (x *JobSpec) GetRetries() uint32 {
+func (x *JobSpec) GetRetries() int32 {
 	if x != nil {
 		return x.Retries
 	}
@@ -838,7 +839,7 @@ const file_plugin_proto_rawDesc = "" +
 	"depends_on\x18\x03 \x03(\tR\tdependsOn\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\x12\x18\n" +
-	"\aretries\x18\x05 \x01(\rR\aretries\x12;\n" +
+	"\aretries\x18\x05 \x01(\x05R\aretries\x12;\n" +
 	"\x06labels\x18\x06 \x03(\v2#.kiln.plugin.v1.JobSpec.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
