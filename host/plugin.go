@@ -209,13 +209,28 @@ func (p *Plugin) watch(ctx context.Context, stream pluginpb.Pipeline_ExecuteClie
 }
 
 func (p *Plugin) callError(what string, err error) error {
-	if p.client.Exited() {
+	if p.exitedSoon() {
+		// Kill waits until the program's stderr is read to its end.
+		p.Stop()
 		if s := p.stderr.String(); s != "" {
 			return fmt.Errorf("host: %s: the pipeline program exited; its stderr ends with:\n%s", what, s)
 		}
 		return fmt.Errorf("host: %s: the pipeline program exited", what)
 	}
 	return fmt.Errorf("host: %s: %w", what, err)
+}
+
+// exitedSoon reports whether the program exits within a moment: a broken
+// connection is usually a dying program whose exit is still being reaped.
+func (p *Plugin) exitedSoon() bool {
+	deadline := time.Now().Add(time.Second)
+	for !p.client.Exited() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // Exited reports whether the program has exited.

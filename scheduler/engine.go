@@ -43,10 +43,16 @@ type Config struct {
 
 // Assignment is an attempt the server must send to its worker.
 type Assignment struct {
-	Run     *Run // a clone
+	// Run is a copy of the run without its jobs.
+	Run     Run
 	Job     string
+	Timeout time.Duration
+	// Inputs are the outputs of the job's dependencies, by job name.
+	Inputs  map[string]map[string]string
 	Attempt uint64
-	Worker  uint64
+	// Number counts the job's attempts, from 1.
+	Number int
+	Worker uint64
 }
 
 // Revocation tells a worker to stop an attempt.
@@ -69,8 +75,9 @@ type Effects struct {
 	Assign []Assignment
 	Revoke []Revocation
 	Notes  []Note
-	// Changed lists the runs whose state changed, to be saved.
-	Changed []uint64
+	// Changed holds clones of the runs whose state changed, to be saved
+	// and shown, by ID order.
+	Changed []*Run
 }
 
 // Empty reports whether there is nothing to apply.
@@ -99,7 +106,7 @@ type Engine struct {
 	attempts map[uint64]attemptRef
 
 	out     Effects
-	changed map[uint64]bool
+	changed map[uint64]*Run
 }
 
 // New returns an engine with an empty table.
@@ -119,7 +126,7 @@ func New(cfg Config) *Engine {
 		byName:   map[string]*Worker{},
 		runs:     map[uint64]*Run{},
 		attempts: map[uint64]attemptRef{},
-		changed:  map[uint64]bool{},
+		changed:  map[uint64]*Run{},
 	}
 }
 
@@ -129,13 +136,15 @@ func (e *Engine) TTL() time.Duration { return e.cfg.TTL }
 // Effects returns and clears what the calls so far require of the server.
 func (e *Engine) Effects() Effects {
 	out := e.out
-	out.Changed = sortedIDs(e.changed)
+	for _, id := range sortedIDs(e.changed) {
+		out.Changed = append(out.Changed, e.changed[id].Clone())
+	}
 	e.out = Effects{}
 	clear(e.changed)
 	return out
 }
 
-func (e *Engine) touch(r *Run) { e.changed[r.ID] = true }
+func (e *Engine) touch(r *Run) { e.changed[r.ID] = r }
 
 // AddRun queues a new run and dispatches what it can.
 func (e *Engine) AddRun(r *Run, now time.Time) {
@@ -406,8 +415,11 @@ func (e *Engine) assign(r *Run, j *Job, w *Worker, now time.Time) {
 	w.Running[a.ID] = true
 	e.attempts[a.ID] = attemptRef{r, j, a}
 	e.touch(r)
-	e.out.Assign = append(e.out.Assign, Assignment{Run: r.Clone(), Job: j.Name,
-		Attempt: a.ID, Worker: w.ID})
+	facts := *r
+	facts.Jobs, facts.Params = nil, maps.Clone(r.Params)
+	e.out.Assign = append(e.out.Assign, Assignment{Run: facts, Job: j.Name,
+		Timeout: j.Timeout, Inputs: Inputs(r, j.Name), Attempt: a.ID,
+		Number: len(j.Attempts), Worker: w.ID})
 }
 
 // Inputs returns the outputs of the dependencies of a run's job.

@@ -105,7 +105,7 @@ func TestRunFollowsTheGraphAndPassesOutputs(t *testing.T) {
 	if len(second) != 2 || second["b"].Worker == second["c"].Worker {
 		t.Fatalf("fan-out = %+v, want b and c on two workers", second)
 	}
-	if in := Inputs(second["b"].Run, "b"); in["a"]["version"] != "1.2.3" {
+	if in := second["b"].Inputs; in["a"]["version"] != "1.2.3" {
 		t.Fatalf("inputs of b = %v, want a's version", in)
 	}
 	h.finish(second["b"], true, nil)

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
@@ -42,6 +43,9 @@ func Serve(p Pipeline) {
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Pipeline: p}},
 		GRPCServer:      plugin.DefaultGRPCServer,
+		// go-plugin's own debug lines would bury what the program prints
+		// to stderr, which is what a worker shows when it dies.
+		Logger: hclog.NewNullLogger(),
 	})
 }
 

@@ -149,10 +149,9 @@ func (s *Store) CreateRun(run *kilnpb.Run) error {
 	})
 }
 
-// PutRuns saves runs in one transaction. Concurrent callers are batched
-// into shared transactions.
+// PutRuns saves runs in one transaction.
 func (s *Store) PutRuns(runs []*kilnpb.Run) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range runs {
 			if err := putRun(tx, r); err != nil {
 				return err
