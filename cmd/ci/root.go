@@ -40,7 +40,7 @@ func withClock(now func() time.Time) option {
 // PersistentPreRunE; a command that sets its own PersistentPreRunE hides it
 // (cobra runs only the nearest one), so the added commands should use
 // PreRunE instead.
-func newRootCommand(extra []func() *cobra.Command, opts ...option) *cobra.Command {
+func newRootCommand(extra []func(*env) *cobra.Command, opts ...option) *cobra.Command {
 	e := &env{getenv: os.Getenv, now: time.Now}
 	for _, opt := range opts {
 		opt(e)
@@ -72,7 +72,7 @@ func newRootCommand(extra []func() *cobra.Command, opts ...option) *cobra.Comman
 		newWorkersCommand(e),
 	)
 	for _, build := range extra {
-		root.AddCommand(build())
+		root.AddCommand(build(e))
 	}
 	return root
 }

@@ -215,7 +215,7 @@ func (p *runPrinter) update(r *kilnpb.Run) {
 }
 
 // describeJob tells a job's state in one phrase: "failed in 340ms on w2
-// (attempt 2): exit status 1", "queued, waiting: no worker with label gpu".
+// (attempt 2): exit status 1", "queued: no worker with label gpu".
 func describeJob(j *kilnpb.Job, now time.Time) string {
 	var b strings.Builder
 	b.WriteString(j.Status)
@@ -232,7 +232,7 @@ func describeJob(j *kilnpb.Job, now time.Time) string {
 		b.WriteString(": " + oneLine(j.Error))
 	}
 	if j.Status == "queued" && j.Waiting != "" {
-		b.WriteString(", waiting: " + j.Waiting)
+		b.WriteString(": " + j.Waiting)
 	}
 	return b.String()
 }
@@ -375,7 +375,7 @@ func (o *clientOptions) printJobs(w io.Writer, r *kilnpb.Run) error {
 	for _, j := range r.Jobs {
 		detail := j.Error
 		if j.Status == "queued" && j.Waiting != "" {
-			detail = "waiting: " + j.Waiting
+			detail = j.Waiting
 		}
 		t.row(j.Name, j.Status, span(j.Started, j.Finished, now), j.Worker,
 			fmt.Sprint(j.Attempts), detail)

@@ -118,7 +118,7 @@ func TestRunWaitSucceededExitsZero(t *testing.T) {
 		"run 12 of build (version 4) queued\n" +
 		"  vet   succeeded in 1.2s on w1\n" +
 		"  test  queued\n" +
-		"  gpu   queued, waiting: no worker with label gpu\n" +
+		"  gpu   queued: no worker with label gpu\n" +
 		"run 12 running\n" +
 		"  test  running on w2\n" +
 		"  test  succeeded in 340ms on w2 (attempt 2)\n" +
@@ -240,7 +240,7 @@ func TestRunsShowPrintsEachJob(t *testing.T) {
 	assertFields(t, lines[1], "vet", "succeeded", "1.2s", "w1", "1", "-")
 	assertFields(t, lines[2], "test", "failed", "340ms", "w2", "2", "exit", "status", "1")
 	assertFields(t, lines[3], "gpu", "queued", "-", "-", "0",
-		"waiting:", "no", "worker", "with", "label", "gpu")
+		"no", "worker", "with", "label", "gpu")
 	assertAligned(t, lines, "WORKER")
 }
 

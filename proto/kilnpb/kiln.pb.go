@@ -885,6 +885,11 @@ type Run struct {
 	// reason says why a failed or cancelled run ended.
 	Reason        string `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
 	Digest        string `protobuf:"bytes,13,opt,name=digest,proto3" json:"digest,omitempty"`
+	Ref           string `protobuf:"bytes,14,opt,name=ref,proto3" json:"ref,omitempty"`
+	Source        string `protobuf:"bytes,15,opt,name=source,proto3" json:"source,omitempty"`
+	Dir           string `protobuf:"bytes,16,opt,name=dir,proto3" json:"dir,omitempty"`
+	Goos          string `protobuf:"bytes,17,opt,name=goos,proto3" json:"goos,omitempty"`
+	Goarch        string `protobuf:"bytes,18,opt,name=goarch,proto3" json:"goarch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1006,6 +1011,41 @@ func (x *Run) GetReason() string {
 func (x *Run) GetDigest() string {
 	if x != nil {
 		return x.Digest
+	}
+	return ""
+}
+
+func (x *Run) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *Run) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Run) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *Run) GetGoos() string {
+	if x != nil {
+		return x.Goos
+	}
+	return ""
+}
+
+func (x *Run) GetGoarch() string {
+	if x != nil {
+		return x.Goarch
 	}
 	return ""
 }
@@ -2904,7 +2944,7 @@ const file_kiln_proto_rawDesc = "" +
 	"\n" +
 	"PinRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
-	"\x03ref\x18\x02 \x01(\tR\x03ref\"\xa9\x03\n" +
+	"\x03ref\x18\x02 \x01(\tR\x03ref\"\x91\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x18\n" +
@@ -2920,7 +2960,12 @@ const file_kiln_proto_rawDesc = "" +
 	"\n" +
 	"started_by\x18\v \x01(\tR\tstartedBy\x12\x16\n" +
 	"\x06reason\x18\f \x01(\tR\x06reason\x12\x16\n" +
-	"\x06digest\x18\r \x01(\tR\x06digest\x1a9\n" +
+	"\x06digest\x18\r \x01(\tR\x06digest\x12\x10\n" +
+	"\x03ref\x18\x0e \x01(\tR\x03ref\x12\x16\n" +
+	"\x06source\x18\x0f \x01(\tR\x06source\x12\x10\n" +
+	"\x03dir\x18\x10 \x01(\tR\x03dir\x12\x12\n" +
+	"\x04goos\x18\x11 \x01(\tR\x04goos\x12\x16\n" +
+	"\x06goarch\x18\x12 \x01(\tR\x06goarch\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x04\n" +

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kilnci/kiln/proto/kilnpb"
+	"github.com/kilnci/kiln/server"
+	"github.com/kilnci/kiln/worker"
+)
+
+type demoOptions struct {
+	clientOptions
+	data     string
+	example  string
+	serve    bool
+	logLevel string
+}
+
+func newDemoCommand(e *env) *cobra.Command {
+	o := &demoOptions{clientOptions: newClientOptions(e)}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Start a master and two workers on loopback and run the example pipeline",
+		Long: "Start a master and two workers on loopback with a fresh data folder, turn the " +
+			"example pipeline into a local git repository, create the pipeline from it, " +
+			"compile it, run it, and print each job with its status, duration and worker.",
+		Args: wantArgs(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.data, "data", "", "data folder; default a new temporary folder, removed at the end")
+	fs.StringVar(&o.example, "example", filepath.Join("testdata", "pipelines", "demo"),
+		"folder of the example pipeline")
+	fs.BoolVar(&o.serve, "serve", false, "keep the master and workers up after the run, until interrupted")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "level of the master's and workers' logs")
+	return cmd
+}
+
+func (o *demoOptions) run(cmd *cobra.Command) error {
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	logger, err := newLogger(errw, o.logLevel)
+	if err != nil {
+		return usageErrorf(cmd, "%v", err)
+	}
+	data, cleanup, err := o.dataDir()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	repo, err := exampleRepo(o.example, filepath.Join(data, "example.git"))
+	if err != nil {
+		return err
+	}
+	srv, stop, err := startDemoFleet(ctx, data, logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(out, "master on %s with workers demo-1 and demo-2 (data in %s)\n", srv.GRPCAddr(), data)
+
+	c, err := connect(srv.GRPCAddr(), srv.AdminToken())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := o.createAndRun(cmd, c, "file://"+repo)
+	if err != nil {
+		return err
+	}
+	if err := o.printJobs(out, r); err != nil {
+		return err
+	}
+	if r.Status != "succeeded" {
+		return fmt.Errorf("demo run %d %s: %s", r.Id, r.Status, r.Reason)
+	}
+	fmt.Fprintf(out, "run %d succeeded in %s\n", r.Id, span(r.Started, r.Finished, o.now()))
+	if o.serve {
+		printJoinHelp(out, srv.GRPCAddr(), srv.HTTPAddr(), data)
+		fmt.Fprintln(out, "serving until interrupted")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+func (o *demoOptions) dataDir() (string, func(), error) {
+	if o.data != "" {
+		abs, err := filepath.Abs(o.data)
+		return abs, func() {}, err
+	}
+	dir, err := os.MkdirTemp("", "kiln-demo-")
+	return dir, func() { os.RemoveAll(dir) }, err
+}
+
+// createAndRun creates the demo pipeline, showing the build's progress,
+// then runs it and follows it to its end.
+func (o *demoOptions) createAndRun(cmd *cobra.Command, c *client, source string) (*kilnpb.Run, error) {
+	ctx := cmd.Context()
+	stream, err := c.CreatePipeline(ctx, &kilnpb.CreatePipelineRequest{Name: "demo", Source: source})
+	if err != nil {
+		return nil, c.callError(ctx, err)
+	}
+	v, err := followBuild(stream, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, c.callError(ctx, err)
+	}
+	if v == nil || v.Status != "ready" {
+		return nil, buildFailure("demo", v)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "pipeline demo version %d: commit %s, %s, built in %s\n",
+		v.Version, short(v.Commit, 12), shortDigest(v.Digest), buildTime(v))
+
+	r, err := c.StartRun(ctx, &kilnpb.StartRunRequest{Name: "demo"})
+	if err != nil {
+		return nil, c.callError(ctx, err)
+	}
+	ro := &runOptions{clientOptions: o.clientOptions}
+	return ro.follow(cmd, c, r)
+}
+
+// startDemoFleet starts a master on loopback ports and two workers joined
+// to it, in this process. stop ends them all.
+func startDemoFleet(ctx context.Context, data string, logger *slog.Logger) (*server.Server, func(), error) {
+	srv, err := server.New(server.Config{
+		DataDir: filepath.Join(data, "master"), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		HeartbeatInterval: time.Second, Logger: logger.With("process", "master"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	// Workers stop before the master, so that none of them sees its master
+	// vanish.
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { srv.Serve(srvCtx); close(done) }()
+
+	var workers []chan struct{}
+	for _, name := range []string{"demo-1", "demo-2"} {
+		w, err := worker.New(worker.Config{
+			Master: srv.GRPCAddr(), Secret: srv.WorkerSecret(), Name: name,
+			DataDir: filepath.Join(data, name), Slots: 2, Logger: logger.With("process", name),
+		})
+		if err != nil {
+			cancel()
+			stopSrv()
+			return nil, nil, err
+		}
+		wdone := make(chan struct{})
+		workers = append(workers, wdone)
+		go func() { w.Run(ctx); close(wdone) }()
+	}
+	stop := func() {
+		cancel()
+		for _, w := range workers {
+			<-w
+		}
+		stopSrv()
+		<-done
+		srv.Close()
+	}
+	return srv, stop, nil
+}
+
+// exampleRepo copies the example pipeline into a new git repository with
+// one commit on main, and returns the repository's path.
+func exampleRepo(example, repo string) (string, error) {
+	info, err := os.Stat(filepath.Join(example, "main.go"))
+	if err != nil || info.IsDir() {
+		return "", fmt.Errorf("example pipeline not found in %s: run ci demo from the root of "+
+			"Kiln's repository, or point --example at the folder", example)
+	}
+	if err := os.CopyFS(repo, os.DirFS(example)); err != nil {
+		return "", fmt.Errorf("copy the example pipeline: %w", err)
+	}
+	steps := [][]string{
+		{"init", "--quiet", "--initial-branch=main"},
+		{"add", "."},
+		{"commit", "--quiet", "-m", "The demo pipeline"},
+	}
+	for _, s := range steps {
+		if err := git(repo, s...); err != nil {
+			return "", err
+		}
+	}
+	return repo, nil
+}
+
+// git runs git in dir with an identity of its own, so that the demo works
+// on a machine without one.
+func git(dir string, args ...string) error {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Kiln demo", "GIT_AUTHOR_EMAIL=demo@kiln.invalid",
+		"GIT_COMMITTER_NAME=Kiln demo", "GIT_COMMITTER_EMAIL=demo@kiln.invalid")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

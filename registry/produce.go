@@ -1,0 +1,209 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/kilnci/kiln/host"
+	"github.com/kilnci/kiln/proto/pluginpb"
+)
+
+// artifact is what a build produced: a binary in the cache and what it
+// said about itself, or the error that stopped it, with the compiler's
+// output either way.
+type artifact struct {
+	digest string
+	desc   *pluginpb.Description
+	output string
+	reused bool
+	err    error
+}
+
+// produce returns the binary of a resolved commit's folder: from the build
+// index when its key is there, else fetched and compiled. Calls for one key
+// at once share a single build, whose progress each of them sees. The
+// build runs on the registry's own context, so that a caller who gives up
+// does not cut off the others; it ends on its timeouts or on Close.
+func (r *Registry) produce(ctx context.Context, src Source, dir string, res Resolved,
+	say sayFunc) artifact {
+	key := r.builder.Key(res.Commit, dir)
+	leave := r.relay.join(key, say)
+	defer leave()
+
+	ch := r.flights.DoChan(key, func() (any, error) {
+		if !r.startWork() {
+			return artifact{err: errors.New("registry: closed")}, nil
+		}
+		defer r.running.Done()
+		return r.make(r.work, key, src, dir, res, r.relay.sayer(key)), nil
+	})
+	select {
+	case out := <-ch:
+		return out.Val.(artifact)
+	case <-ctx.Done():
+		return artifact{err: fmt.Errorf("build of commit %s: %w", short(res.Commit),
+			context.Cause(ctx))}
+	}
+}
+
+// make is the body of one coalesced build.
+func (r *Registry) make(ctx context.Context, key string, src Source, dir string,
+	res Resolved, say sayFunc) artifact {
+	var a artifact
+	if digest, ok, err := r.cache.Lookup(key); err == nil && ok && r.cache.Has(digest) {
+		say("reusing the binary built from %s before (%s)", short(res.Commit), short(digest))
+		a.digest, a.reused = digest, true
+	} else {
+		a.digest, a.output, a.err = r.compileCommit(ctx, src, dir, res, say)
+		if a.err != nil {
+			return a
+		}
+		if a.err = r.cache.Record(key, a.digest); a.err != nil {
+			return a
+		}
+	}
+	a.desc, a.err = r.describe(ctx, a.digest, say)
+	return a
+}
+
+// compileCommit fetches the commit into a fresh folder, compiles the
+// pipeline's folder in it and stores the binary in the cache.
+func (r *Registry) compileCommit(ctx context.Context, src Source, dir string, res Resolved,
+	say sayFunc) (digest, output string, err error) {
+	scratch, err := os.MkdirTemp(r.scratchDir(), "build-*")
+	if err != nil {
+		return "", "", fmt.Errorf("registry: create scratch folder: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+
+	checkout := filepath.Join(scratch, "src")
+	say("fetching %s", short(res.Commit))
+	if err := fetch(ctx, src, res.Commit, checkout, r.cfg.FetchTimeout); err != nil {
+		if !res.Advertised {
+			err = errorf(ErrRefNotFound, "commit %s is not in %s", res.Commit, src.Git)
+		}
+		return "", "", err
+	}
+	pkgDir, err := checkCheckout(checkout, dir)
+	if err != nil {
+		return "", "", err
+	}
+
+	say("compiling (first builds take a while)")
+	bin := filepath.Join(scratch, "pipeline")
+	output, err = r.builder.compile(ctx, checkout, pkgDir, bin, func(l string) { say("%s", l) })
+	if err != nil {
+		return "", output, err
+	}
+	digest, err = r.store(bin)
+	return digest, output, err
+}
+
+// checkCheckout returns the real folder of the pipeline in a checkout and
+// refuses a checkout with symlinks that lead out of it.
+func checkCheckout(checkout, dir string) (string, error) {
+	pkgDir, err := pipelineDir(checkout, dir)
+	if err != nil {
+		return "", err
+	}
+	if err := checkSymlinks(checkout); err != nil {
+		return "", err
+	}
+	return pkgDir, nil
+}
+
+func (r *Registry) store(bin string) (string, error) {
+	f, err := os.Open(bin)
+	if err != nil {
+		return "", fmt.Errorf("registry: open built binary: %w", err)
+	}
+	defer f.Close()
+	digest, _, err := r.cache.Put(f)
+	return digest, err
+}
+
+// describe starts the binary with an environment of PATH and HOME only, in
+// a folder of its own, asks for its description, stops it and checks what
+// it said. The description is returned even when it is invalid.
+func (r *Registry) describe(ctx context.Context, digest string,
+	say sayFunc) (*pluginpb.Description, error) {
+	say("describing")
+	path, err := r.cache.Path(digest)
+	if err != nil {
+		return nil, err
+	}
+	home, err := os.MkdirTemp(r.scratchDir(), "describe-*")
+	if err != nil {
+		return nil, fmt.Errorf("registry: create scratch folder: %w", err)
+	}
+	defer os.RemoveAll(home)
+
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.DescribeTimeout)
+	defer cancel()
+	p, err := host.Start(ctx, host.Config{Path: path, Digest: digest, Dir: home,
+		Env:    []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home},
+		Logger: r.log, StartTimeout: r.cfg.DescribeTimeout})
+	if err != nil {
+		return nil, errorf(ErrDescribe, "the built program did not start: %w", err)
+	}
+	defer p.Stop()
+	d, err := p.Describe(ctx)
+	if err != nil {
+		return nil, errorf(ErrDescribe, "the built program did not describe itself: %w", err)
+	}
+	say("validating %d jobs", len(d.GetJobs()))
+	return d, CheckDescription(d)
+}
+
+func (r *Registry) scratchDir() string { return filepath.Join(r.cfg.DataDir, "tmp") }
+
+// relay passes the progress lines of a coalesced build to every caller
+// waiting for it, and stops passing them to a caller once it has left.
+type relay struct {
+	mu   sync.Mutex
+	next int
+	subs map[string]map[int]sayFunc // build key -> callers; guarded by mu
+}
+
+// join subscribes say to the progress of the build of key; the returned
+// func unsubscribes it.
+func (rl *relay) join(key string, say sayFunc) (leave func()) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.subs == nil {
+		rl.subs = map[string]map[int]sayFunc{}
+	}
+	if rl.subs[key] == nil {
+		rl.subs[key] = map[int]sayFunc{}
+	}
+	id := rl.next
+	rl.next++
+	rl.subs[key][id] = say
+	return func() {
+		rl.mu.Lock()
+		defer rl.mu.Unlock()
+		delete(rl.subs[key], id)
+		if len(rl.subs[key]) == 0 {
+			delete(rl.subs, key)
+		}
+	}
+}
+
+// sayer returns a sayFunc that sends a line to every caller of key.
+func (rl *relay) sayer(key string) sayFunc {
+	return func(format string, args ...any) {
+		rl.mu.Lock()
+		subs := make([]sayFunc, 0, len(rl.subs[key]))
+		for _, s := range rl.subs[key] {
+			subs = append(subs, s)
+		}
+		rl.mu.Unlock()
+		for _, s := range subs {
+			s(format, args...)
+		}
+	}
+}

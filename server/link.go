@@ -1,0 +1,239 @@
+package server
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"context"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kilnci/kiln/proto/kilnpb"
+	"github.com/kilnci/kiln/scheduler"
+	"github.com/kilnci/kiln/store"
+)
+
+// link serves workers.
+type link struct {
+	kilnpb.UnimplementedLinkServer
+	s *Server
+}
+
+func (l *link) Join(ctx context.Context, req *kilnpb.JoinRequest) (*kilnpb.JoinResponse, error) {
+	s := l.s
+	if subtle.ConstantTimeCompare([]byte(req.Secret), []byte(s.secret)) != 1 {
+		s.log.Warn("worker refused: wrong secret", "worker", req.Name)
+		return nil, status.Error(codes.PermissionDenied,
+			"wrong worker secret: use the master's DATA/worker.secret")
+	}
+	if err := checkWorkerName(req.Name); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	session := randomHex(16)
+	s.mu.Lock()
+	w, revoked := s.eng.Join(scheduler.JoinInfo{
+		Name: req.Name, Hostname: req.Hostname, OS: req.Goos, Arch: req.Goarch,
+		Labels: req.Labels, Slots: int(req.Slots), Session: session, Running: req.Running,
+	}, s.now())
+	gen := s.applyLocked()
+	s.mu.Unlock()
+	s.saver.wait(gen)
+
+	s.log.Info("worker joined", "worker", w.Name, "worker_id", w.ID, "hostname", w.Hostname,
+		"slots", w.Slots, "running", len(req.Running), "revoked", len(revoked))
+	return &kilnpb.JoinResponse{WorkerId: w.ID, Session: session,
+		HeartbeatMs: s.cfg.HeartbeatInterval.Milliseconds(), Revoked: revoked}, nil
+}
+
+func checkWorkerName(name string) error {
+	if name == "" || len(name) > 64 || strings.ContainsAny(name, " \t\n/\\") {
+		return fmt.Errorf("worker name %q is not allowed: use up to 64 letters, digits, "+
+			"dots, dashes and underscores", name)
+	}
+	return nil
+}
+
+func (l *link) Heartbeat(ctx context.Context, req *kilnpb.HeartbeatRequest) (*kilnpb.HeartbeatResponse, error) {
+	s := l.s
+	id, err := s.workerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	before, _ := s.eng.Worker(id)
+	revoked, err := s.eng.Heartbeat(id, before.Session, scheduler.Heartbeat{
+		Healthy: req.Healthy, Reason: req.Reason, Draining: req.Draining, Running: req.Running,
+	}, s.now())
+	s.applyLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "unknown worker session: join again")
+	}
+	if before.Healthy != req.Healthy || before.Draining != req.Draining {
+		s.log.Info("worker health changed", "worker", before.Name, "healthy", req.Healthy,
+			"reason", req.Reason, "draining", req.Draining)
+	}
+	return &kilnpb.HeartbeatResponse{Revoked: revoked}, nil
+}
+
+func (l *link) Events(_ *kilnpb.EventsRequest, stream kilnpb.Link_EventsServer) error {
+	s := l.s
+	id, err := s.workerOf(stream.Context())
+	if err != nil {
+		return err
+	}
+	ws := newWorkerStream()
+	s.mu.Lock()
+	w, _ := s.eng.Worker(id)
+	if old := s.streams[id]; old != nil {
+		old.close()
+	}
+	s.streams[id] = ws
+	err = s.eng.Connect(id, w.Session, s.now())
+	s.applyLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return status.Error(codes.Unauthenticated, "unknown worker session: join again")
+	}
+	s.log.Info("worker connected", "worker", w.Name, "worker_id", id)
+
+	err = l.pump(stream, ws)
+
+	s.mu.Lock()
+	if s.streams[id] == ws {
+		delete(s.streams, id)
+		s.eng.Disconnect(id, w.Session, s.now())
+	}
+	s.applyLocked()
+	s.mu.Unlock()
+	s.log.Info("worker disconnected", "worker", w.Name, "worker_id", id)
+	return err
+}
+
+// pump sends a worker's events until the stream or the master ends.
+func (l *link) pump(stream kilnpb.Link_EventsServer, ws *workerStream) error {
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-ws.done:
+			return status.Error(codes.Unavailable, "the worker's stream was replaced or the master stops")
+		case ev := <-ws.events:
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (l *link) Accept(ctx context.Context, req *kilnpb.AttemptRequest) (*kilnpb.AcceptResponse, error) {
+	s := l.s
+	id, err := s.workerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	err = s.eng.Accept(req.AttemptId, id, s.now())
+	s.applyLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return nil, attemptError(req.AttemptId, err)
+	}
+	return &kilnpb.AcceptResponse{}, nil
+}
+
+func attemptError(attempt uint64, err error) error {
+	if errors.Is(err, scheduler.ErrStale) {
+		return status.Errorf(codes.FailedPrecondition,
+			"attempt %d is no longer yours: it was cancelled or given to another worker", attempt)
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func (l *link) UploadLog(stream kilnpb.Link_UploadLogServer) error {
+	s := l.s
+	id, err := s.workerOf(stream.Context())
+	if err != nil {
+		return err
+	}
+	var received int64
+	for {
+		chunk, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(&kilnpb.UploadLogResponse{Received: received})
+		}
+		if err != nil {
+			return err
+		}
+		ref, ok := s.attemptRef(chunk.AttemptId, id)
+		if !ok {
+			return status.Errorf(codes.NotFound, "attempt %d is not one of this worker's", chunk.AttemptId)
+		}
+		received, err = s.logs.Append(ref.run, ref.job, chunk.AttemptId, chunk.Offset, chunk.Data)
+		if errors.Is(err, store.ErrLogGap) {
+			return status.Errorf(codes.OutOfRange, "log of attempt %d: resend from %d",
+				chunk.AttemptId, received)
+		}
+		if err != nil {
+			return status.Errorf(codes.Internal, "log of attempt %d: %v", chunk.AttemptId, err)
+		}
+	}
+}
+
+func (l *link) Finish(ctx context.Context, req *kilnpb.FinishRequest) (*kilnpb.FinishResponse, error) {
+	s := l.s
+	id, err := s.workerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ref, _ := s.attemptRef(req.AttemptId, id)
+	if got := s.logs.Received(ref.run, ref.job, req.AttemptId); got < req.LogBytes {
+		// The worker uploads before it finishes; a short log means chunks
+		// are still on their way, so the worker must retry.
+		return nil, status.Errorf(codes.Unavailable,
+			"log of attempt %d is incomplete (%d of %d bytes): upload the rest first",
+			req.AttemptId, got, req.LogBytes)
+	}
+	s.mu.Lock()
+	err = s.eng.Finish(req.AttemptId, id, scheduler.Result{OK: req.Ok, Error: req.Error,
+		Outputs: req.Outputs}, s.now())
+	gen := s.applyLocked()
+	s.mu.Unlock()
+	s.logs.Close(ref.run, ref.job, req.AttemptId)
+	if err != nil {
+		return nil, attemptError(req.AttemptId, err)
+	}
+	s.saver.wait(gen)
+	return &kilnpb.FinishResponse{}, nil
+}
+
+func (l *link) FetchBinary(req *kilnpb.FetchBinaryRequest, stream kilnpb.Link_FetchBinaryServer) error {
+	f, size, err := l.s.cache.Open(req.Digest)
+	if err != nil {
+		return status.Errorf(codes.NotFound, "binary %s: %v", req.Digest, err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	first := true
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			chunk := &kilnpb.BinaryChunk{Data: buf[:n]}
+			if first {
+				chunk.Size, first = size, false
+			}
+			if err := stream.Send(chunk); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return status.Errorf(codes.Internal, "read binary %s: %v", req.Digest, err)
+		}
+	}
+}

@@ -1,0 +1,321 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kilnci/kiln/proto/kilnpb"
+	"github.com/kilnci/kiln/registry"
+	"github.com/kilnci/kiln/scheduler"
+	"github.com/kilnci/kiln/store"
+)
+
+// master serves the CLI.
+type master struct {
+	kilnpb.UnimplementedMasterServer
+	s *Server
+}
+
+// userError turns an error into a gRPC status whose message is the
+// sentence for the user.
+func userError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, registry.ErrExists):
+		code = codes.AlreadyExists
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, store.ErrNotFound),
+		errors.Is(err, scheduler.ErrNoWorker):
+		code = codes.NotFound
+	case errors.Is(err, registry.ErrNoVersion):
+		code = codes.FailedPrecondition
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = codes.Canceled
+	default:
+		code = codes.InvalidArgument
+	}
+	return status.Error(code, err.Error())
+}
+
+// buildStream sends a build's progress and its version to the client.
+type buildStream interface {
+	Send(*kilnpb.BuildEvent) error
+	Context() context.Context
+}
+
+func progress(stream buildStream) func(string) {
+	return func(line string) {
+		_ = stream.Send(&kilnpb.BuildEvent{Event: &kilnpb.BuildEvent_Progress{Progress: line}})
+	}
+}
+
+func sendVersion(stream buildStream, v *kilnpb.Version, err error) error {
+	if v != nil {
+		if serr := stream.Send(&kilnpb.BuildEvent{Event: &kilnpb.BuildEvent_Version{Version: v}}); serr != nil {
+			return serr
+		}
+	}
+	return userError(err)
+}
+
+func (m *master) CreatePipeline(req *kilnpb.CreatePipelineRequest, stream kilnpb.Master_CreatePipelineServer) error {
+	p, v, err := m.s.reg.Create(stream.Context(), registry.CreateRequest{
+		Name: req.Name, Source: req.Source, Ref: req.Ref, Dir: req.Dir,
+	}, progress(stream))
+	if err == nil {
+		m.s.log.Info("pipeline created", "pipeline", p.Name, "source", p.Source, "version", v.Version)
+	}
+	return sendVersion(stream, v, err)
+}
+
+func (m *master) Recompile(req *kilnpb.RecompileRequest, stream kilnpb.Master_RecompileServer) error {
+	v, err := m.s.reg.Build(stream.Context(), req.Name, req.Ref, progress(stream))
+	if v != nil {
+		m.s.log.Info("version built", "pipeline", req.Name, "version", v.Version,
+			"status", v.Status, "reused", v.Reused)
+	}
+	return sendVersion(stream, v, err)
+}
+
+func (m *master) Pin(req *kilnpb.PinRequest, stream kilnpb.Master_PinServer) error {
+	v, err := m.s.reg.Pin(stream.Context(), req.Name, req.Ref, progress(stream))
+	return sendVersion(stream, v, err)
+}
+
+func (m *master) ListPipelines(context.Context, *kilnpb.ListPipelinesRequest) (*kilnpb.ListPipelinesResponse, error) {
+	ps, err := m.s.reg.List()
+	if err != nil {
+		return nil, userError(err)
+	}
+	return &kilnpb.ListPipelinesResponse{Pipelines: ps}, nil
+}
+
+func (m *master) GetPipeline(_ context.Context, req *kilnpb.GetPipelineRequest) (*kilnpb.Pipeline, error) {
+	p, err := m.s.reg.Get(req.Name)
+	return p, userError(err)
+}
+
+func (m *master) DeletePipeline(_ context.Context, req *kilnpb.DeletePipelineRequest) (*kilnpb.DeletePipelineResponse, error) {
+	if n := m.s.activeRuns(req.Name); n > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"pipeline %q has %d runs in progress: cancel them first (ci runs cancel ID)", req.Name, n)
+	}
+	if err := m.s.reg.Delete(req.Name); err != nil {
+		return nil, userError(err)
+	}
+	m.s.log.Info("pipeline deleted", "pipeline", req.Name)
+	return &kilnpb.DeletePipelineResponse{}, nil
+}
+
+func (m *master) ListVersions(_ context.Context, req *kilnpb.ListVersionsRequest) (*kilnpb.ListVersionsResponse, error) {
+	vs, err := m.s.reg.Versions(req.Name)
+	if err != nil {
+		return nil, userError(err)
+	}
+	return &kilnpb.ListVersionsResponse{Versions: vs}, nil
+}
+
+func (m *master) StartRun(ctx context.Context, req *kilnpb.StartRunRequest) (*kilnpb.Run, error) {
+	r, err := m.s.startRun(req.Name, req.Params, "admin")
+	return r, userError(err)
+}
+
+func (m *master) GetRun(_ context.Context, req *kilnpb.GetRunRequest) (*kilnpb.Run, error) {
+	r, err := m.s.run(req.Id)
+	return r, userError(err)
+}
+
+func (m *master) WatchRun(req *kilnpb.GetRunRequest, stream kilnpb.Master_WatchRunServer) error {
+	for {
+		changed := m.s.watch(req.Id)
+		r, err := m.s.run(req.Id)
+		if err != nil {
+			return userError(err)
+		}
+		if err := stream.Send(r); err != nil {
+			return err
+		}
+		if scheduler.Status(r.Status).Final() {
+			return nil
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+func (m *master) ListRuns(_ context.Context, req *kilnpb.ListRunsRequest) (*kilnpb.ListRunsResponse, error) {
+	limit := int(req.Limit)
+	if limit == 0 {
+		limit = 50
+	}
+	runs, err := m.s.store.Runs(req.Pipeline, limit)
+	if err != nil {
+		return nil, userError(err)
+	}
+	for i, r := range runs {
+		if fresh, err := m.s.run(r.Id); err == nil {
+			runs[i] = fresh
+		}
+	}
+	return &kilnpb.ListRunsResponse{Runs: runs}, nil
+}
+
+func (m *master) CancelRun(_ context.Context, req *kilnpb.CancelRunRequest) (*kilnpb.Run, error) {
+	s := m.s
+	s.mu.Lock()
+	err := s.eng.Cancel(req.Id, "cancelled by admin", s.now())
+	gen := s.applyLocked()
+	s.mu.Unlock()
+	if errors.Is(err, scheduler.ErrNoRun) {
+		r, gerr := s.run(req.Id)
+		if gerr != nil {
+			return nil, userError(gerr)
+		}
+		return nil, status.Errorf(codes.FailedPrecondition, "run %d already %s", r.Id, r.Status)
+	}
+	if err != nil {
+		return nil, userError(err)
+	}
+	s.saver.wait(gen)
+	s.log.Info("run cancelled", "run_id", req.Id)
+	r, err := s.run(req.Id)
+	return r, userError(err)
+}
+
+func (m *master) ListWorkers(context.Context, *kilnpb.ListWorkersRequest) (*kilnpb.ListWorkersResponse, error) {
+	s := m.s
+	s.mu.Lock()
+	ws := s.eng.Workers()
+	s.mu.Unlock()
+	now := s.now()
+	out := &kilnpb.ListWorkersResponse{}
+	for _, w := range ws {
+		out.Workers = append(out.Workers, workerToProto(w, now, s.eng.TTL()))
+	}
+	return out, nil
+}
+
+func (m *master) SuspendWorker(_ context.Context, req *kilnpb.WorkerRequest) (*kilnpb.Worker, error) {
+	return m.s.setSuspended(req.Name, true)
+}
+
+func (m *master) ResumeWorker(_ context.Context, req *kilnpb.WorkerRequest) (*kilnpb.Worker, error) {
+	return m.s.setSuspended(req.Name, false)
+}
+
+func (s *Server) setSuspended(name string, on bool) (*kilnpb.Worker, error) {
+	s.mu.Lock()
+	var w scheduler.Worker
+	var err error
+	if on {
+		w, err = s.eng.Suspend(name)
+	} else {
+		w, err = s.eng.Resume(name, s.now())
+	}
+	s.applyLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "no worker named %q: see ci workers list", name)
+	}
+	s.log.Info("worker suspension changed", "worker", name, "suspended", on)
+	return workerToProto(w, s.now(), s.eng.TTL()), nil
+}
+
+// startRun queues a run of the pipeline's current version.
+func (s *Server) startRun(name string, params map[string]string, by string) (*kilnpb.Run, error) {
+	v, err := s.reg.Current(name)
+	if err != nil {
+		return nil, err
+	}
+	d := v.Description
+	resolved, err := ResolveParams(name, d.GetParams(), params)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.reg.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	run := &scheduler.Run{
+		Pipeline: name, Version: v.Version, Digest: v.Digest, OS: v.Goos, Arch: v.Goarch,
+		Source: p.Source, Dir: p.Dir, Ref: v.Ref, Commit: v.Commit, Params: resolved,
+		StartedBy: by, Status: scheduler.Queued, Created: s.now(),
+	}
+	for _, j := range d.GetJobs() {
+		run.Jobs = append(run.Jobs, &scheduler.Job{
+			Name: j.Name, DependsOn: j.DependsOn, Labels: j.Labels, Retries: int(j.Retries),
+			Timeout: time.Duration(j.TimeoutMs) * time.Millisecond, Status: scheduler.Queued,
+		})
+	}
+	if err := s.createRun(run); err != nil {
+		return nil, err
+	}
+	s.log.Info("run started", "run_id", run.ID, "pipeline", name, "version", v.Version, "by", by)
+	if err := s.reg.Update(name, func(p *kilnpb.Pipeline) error {
+		p.LastRunId, p.LastRunAt, p.LastRunBy = run.ID, ms(run.Created), by
+		return nil
+	}); err != nil {
+		s.log.Warn("record last run", "pipeline", name, "err", err)
+	}
+	return s.run(run.ID)
+}
+
+// createRun gives the run its ID on disk, then hands it to the engine.
+func (s *Server) createRun(run *scheduler.Run) error {
+	p := RunProto(run)
+	if err := s.store.CreateRun(p); err != nil {
+		return fmt.Errorf("record run: %w", err)
+	}
+	run.ID = p.Id
+	s.mu.Lock()
+	s.eng.AddRun(run, s.now())
+	gen := s.applyLocked()
+	s.mu.Unlock()
+	s.saver.wait(gen)
+	return nil
+}
+
+// run returns the newest state of a run.
+func (s *Server) run(id uint64) (*kilnpb.Run, error) {
+	s.mu.Lock()
+	if r, ok := s.eng.Run(id); ok {
+		s.mu.Unlock()
+		return RunProto(r), nil
+	}
+	if r, ok := s.ended[id]; ok {
+		s.mu.Unlock()
+		return r, nil
+	}
+	s.mu.Unlock()
+	r, err := s.store.Run(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "no run %d: see ci runs list", id)
+	}
+	return r, err
+}
+
+// activeRuns counts a pipeline's runs that have not ended.
+func (s *Server) activeRuns(pipeline string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, id := range s.eng.Runs() {
+		if r, ok := s.eng.Run(id); ok && r.Pipeline == pipeline {
+			n++
+		}
+	}
+	return n
+}
