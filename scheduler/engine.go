@@ -33,6 +33,10 @@ type Config struct {
 	// AcceptTimeout is how long an assignment may wait to be accepted
 	// before it goes to another worker. Default 5s.
 	AcceptTimeout time.Duration
+	// RestoreGrace is how long a restored run's live attempts wait for
+	// their workers to rejoin after a master restart. Default the larger of
+	// 10s and the TTL: workers retry with a backoff of up to 5s.
+	RestoreGrace time.Duration
 	// DefaultRetries is a job's retry budget when its pipeline leaves it
 	// at zero. Default 2.
 	DefaultRetries int
@@ -117,6 +121,9 @@ func New(cfg Config) *Engine {
 	if cfg.AcceptTimeout <= 0 {
 		cfg.AcceptTimeout = 5 * time.Second
 	}
+	if cfg.RestoreGrace <= 0 {
+		cfg.RestoreGrace = max(10*time.Second, cfg.TTL)
+	}
 	if cfg.DefaultRetries == 0 {
 		cfg.DefaultRetries = 2
 	}
@@ -161,14 +168,14 @@ func (e *Engine) AddRun(r *Run, now time.Time) {
 }
 
 // Restore takes back a run that had not ended when the master stopped.
-// Its live attempts keep their workers for one TTL, so that a worker that
-// rejoins and reports them keeps them; otherwise their leases run out and
-// they are lost like any other.
+// Its live attempts wait RestoreGrace for their workers, so that a worker
+// that rejoins and reports them keeps them; otherwise their leases run out
+// and they are lost like any other.
 func (e *Engine) Restore(r *Run, now time.Time) {
 	e.runs[r.ID] = r
 	for _, j := range r.Jobs {
 		if a := j.Live(); a != nil {
-			a.Expires = now.Add(e.cfg.TTL)
+			a.Expires = now.Add(e.cfg.RestoreGrace)
 			a.WorkerID = 0
 			e.attempts[a.ID] = attemptRef{r, j, a}
 		}

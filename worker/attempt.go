@@ -139,9 +139,6 @@ func (w *Worker) runJob(at *attempt, up *uploader) *pluginpb.Result {
 	if err != nil {
 		return failed("%v", err)
 	}
-	if !res.Ok && ctx.Err() != nil && context.Cause(ctx) != nil {
-		res.Error = fmt.Sprintf("%s (%v)", res.Error, context.Cause(ctx))
-	}
 	return res
 }
 
