@@ -30,7 +30,7 @@ func fetch(ctx context.Context, src Source, commit, dst string, timeout time.Dur
 		DisableSymlinks: true,
 	}
 	if err := client.Get(); err != nil {
-		return errorf(ErrFetch, "cannot fetch commit %s from %s: %s", commit, src.Git,
+		return errorf(ErrFetch, "cannot fetch commit %s from %s: %s", commit, redact(src.Git),
 			oneLine(err.Error()))
 	}
 	return nil
@@ -65,37 +65,34 @@ func CheckDir(dir string) (string, error) {
 	return filepath.ToSlash(filepath.Clean(dir)), nil
 }
 
-// pipelineDir returns the real path of dir inside checkout, refusing a
-// folder that is missing, is not a folder, or leads outside the checkout
-// through a symlink.
-func pipelineDir(checkout, dir string) (string, error) {
-	root, err := filepath.EvalSymlinks(checkout)
+// pipelineDir returns the real paths of the checkout and of dir inside
+// it, refusing a folder that is missing, is not a folder, or leads outside
+// the checkout through a symlink.
+func pipelineDir(checkout, dir string) (root, pkgDir string, err error) {
+	root, err = filepath.EvalSymlinks(checkout)
 	if err != nil {
-		return "", errorf(ErrFetch, "checkout is gone: %w", err)
+		return "", "", errorf(ErrFetch, "checkout is gone: %w", err)
 	}
-	real, err := filepath.EvalSymlinks(filepath.Join(root, filepath.FromSlash(dir)))
+	pkgDir, err = filepath.EvalSymlinks(filepath.Join(root, filepath.FromSlash(dir)))
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", errorf(ErrBadDir, "folder %q does not exist at this commit", dir)
+		return "", "", errorf(ErrBadDir, "folder %q does not exist at this commit", dir)
 	}
 	if err != nil {
-		return "", errorf(ErrBadDir, "folder %q: %w", dir, err)
+		return "", "", errorf(ErrBadDir, "folder %q: %w", dir, err)
 	}
-	if !within(root, real) {
-		return "", errorf(ErrBadDir, "folder %q leads outside the repository", dir)
+	if !within(root, pkgDir) {
+		return "", "", errorf(ErrBadDir, "folder %q leads outside the repository", dir)
 	}
-	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
-		return "", errorf(ErrBadDir, "%q is not a folder at this commit", dir)
+	if fi, err := os.Stat(pkgDir); err != nil || !fi.IsDir() {
+		return "", "", errorf(ErrBadDir, "%q is not a folder at this commit", dir)
 	}
-	return real, nil
+	return root, pkgDir, nil
 }
 
-// checkSymlinks refuses a checkout that holds a symlink to anything outside
-// it: the compiler would read that file, and its errors would show it.
-func checkSymlinks(checkout string) error {
-	root, err := filepath.EvalSymlinks(checkout)
-	if err != nil {
-		return errorf(ErrFetch, "checkout is gone: %w", err)
-	}
+// checkSymlinks refuses a checkout (given by its real path) that holds a
+// symlink to anything outside it: the compiler would read that file, and
+// its errors would show it.
+func checkSymlinks(root string) error {
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

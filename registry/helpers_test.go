@@ -72,8 +72,12 @@ func newRegistry(t testing.TB) *Registry {
 	return r
 }
 
-// testLogger routes logs to t.Log.
+// testLogger routes logs to t.Log; a benchmark's are dropped, since
+// they would repeat at every round.
 func testLogger(t testing.TB) *slog.Logger {
+	if _, ok := t.(*testing.B); ok {
+		return slog.New(slog.DiscardHandler)
+	}
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 

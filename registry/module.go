@@ -41,18 +41,22 @@ func findModule(root, pkgDir string) (module, error) {
 			break
 		}
 	}
-	return module{}, errorf(ErrNotModule, "folder %s has no go.mod, nor has any folder "+
-		"above it: a pipeline is a Go module (run `go mod init`)", display(root, pkgDir))
+	where := display(root, pkgDir) + " has no go.mod, nor has any folder above it"
+	if pkgDir == root {
+		where = display(root, pkgDir) + " has no go.mod"
+	}
+	return module{}, errorf(ErrNotModule, "%s: a pipeline is a Go module (run `go mod init`)",
+		where)
 }
 
 func parseModule(root, dir string, data []byte) (module, error) {
 	f, err := modfile.ParseLax(filepath.Join(dir, "go.mod"), data, nil)
 	if err != nil {
-		return module{}, errorf(ErrNotModule, "the go.mod in %s is invalid: %w",
+		return module{}, errorf(ErrNotModule, "the go.mod of %s is invalid: %w",
 			display(root, dir), err)
 	}
 	if f.Module == nil {
-		return module{}, errorf(ErrNotModule, "the go.mod in %s has no module line",
+		return module{}, errorf(ErrNotModule, "the go.mod of %s has no module line",
 			display(root, dir))
 	}
 	m := module{dir: dir, path: f.Module.Mod.Path}
@@ -74,15 +78,15 @@ func checkMainPackage(root, pkgDir, goos, goarch string) error {
 	var multi *build.MultiplePackageError
 	switch {
 	case errors.As(err, &noGo):
-		return errorf(ErrNotModule, "folder %s has no Go files to build", display(root, pkgDir))
+		return errorf(ErrNotModule, "%s has no Go files to build", display(root, pkgDir))
 	case errors.As(err, &multi):
-		return errorf(ErrNotModule, "folder %s mixes packages %s", display(root, pkgDir),
+		return errorf(ErrNotModule, "%s mixes packages %s", display(root, pkgDir),
 			strings.Join(multi.Packages, " and "))
 	case err != nil:
 		// The compiler will say the same, in more detail.
 		return nil
 	case pkg.Name != "main":
-		return errorf(ErrNotModule, "folder %s holds package %s, not a main package: a "+
+		return errorf(ErrNotModule, "%s holds package %s, not a main package: a "+
 			"pipeline is a main package that calls sdk.Serve", display(root, pkgDir), pkg.Name)
 	}
 	return nil
@@ -92,13 +96,13 @@ func checkMainPackage(root, pkgDir, goos, goarch string) error {
 // for a checkout, as is for a local folder.
 func display(root, dir string) string {
 	if root == string(filepath.Separator) {
-		return fmt.Sprintf("%q", dir)
+		return fmt.Sprintf("folder %q", dir)
 	}
 	rel, err := filepath.Rel(root, dir)
 	if err != nil || rel == "." {
 		return "the repository's root"
 	}
-	return fmt.Sprintf("%q", filepath.ToSlash(rel))
+	return fmt.Sprintf("folder %q", filepath.ToSlash(rel))
 }
 
 // writeOverlay writes the SDK source and its go.mod into final. It writes a

@@ -84,18 +84,18 @@ func (r *Registry) compileCommit(ctx context.Context, src Source, dir string, re
 	say("fetching %s", short(res.Commit))
 	if err := fetch(ctx, src, res.Commit, checkout, r.cfg.FetchTimeout); err != nil {
 		if !res.Advertised {
-			err = errorf(ErrRefNotFound, "commit %s is not in %s", res.Commit, src.Git)
+			err = errorf(ErrRefNotFound, "commit %s is not in %s", res.Commit, redact(src.Git))
 		}
 		return "", "", err
 	}
-	pkgDir, err := checkCheckout(checkout, dir)
+	root, pkgDir, err := checkCheckout(checkout, dir)
 	if err != nil {
 		return "", "", err
 	}
 
 	say("compiling (first builds take a while)")
 	bin := filepath.Join(scratch, "pipeline")
-	output, err = r.builder.compile(ctx, checkout, pkgDir, bin, func(l string) { say("%s", l) })
+	output, err = r.builder.compile(ctx, root, pkgDir, bin, func(l string) { say("%s", l) })
 	if err != nil {
 		return "", output, err
 	}
@@ -103,17 +103,17 @@ func (r *Registry) compileCommit(ctx context.Context, src Source, dir string, re
 	return digest, output, err
 }
 
-// checkCheckout returns the real folder of the pipeline in a checkout and
-// refuses a checkout with symlinks that lead out of it.
-func checkCheckout(checkout, dir string) (string, error) {
-	pkgDir, err := pipelineDir(checkout, dir)
+// checkCheckout returns the real folders of a checkout and of the pipeline
+// in it, and refuses a checkout with symlinks that lead out of it.
+func checkCheckout(checkout, dir string) (root, pkgDir string, err error) {
+	root, pkgDir, err = pipelineDir(checkout, dir)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if err := checkSymlinks(checkout); err != nil {
-		return "", err
+	if err := checkSymlinks(root); err != nil {
+		return "", "", err
 	}
-	return pkgDir, nil
+	return root, pkgDir, nil
 }
 
 func (r *Registry) store(bin string) (string, error) {

@@ -327,7 +327,7 @@ func (r *Registry) updateByID(p *kilnpb.Pipeline,
 func (r *Registry) resolve(ctx context.Context, name string, src Source, ref string,
 	say sayFunc) (Resolved, error) {
 	if ref == "" {
-		say("resolving the default branch of %s", src.Git)
+		say("resolving the default branch of %s", redact(src.Git))
 	} else {
 		say("resolving %s", ref)
 	}

@@ -42,11 +42,15 @@ func TestCreateRecordsPipelineAndReadyVersion(t *testing.T) {
 	warm(t, "good")
 	r := newRegistry(t)
 	src := fixtureRepo(t, "good")
+	before := snapshot(t, strings.TrimPrefix(src, "file://"))
 
 	p, v, err := r.Create(context.Background(), CreateRequest{Name: "web", Source: src}, nil)
 
 	if err != nil {
 		t.Fatal(err)
+	}
+	if after := snapshot(t, strings.TrimPrefix(src, "file://")); len(after) != len(before) {
+		t.Errorf("the source repository changed: %d entries, then %d", len(before), len(after))
 	}
 	if p.Name != "web" || p.Source != src || p.Ref != "main" || p.Dir != "" ||
 		p.Description != "A small test pipeline" || p.CurrentVersion != 1 || p.Id == 0 {
@@ -61,6 +65,36 @@ func TestCreateRecordsPipelineAndReadyVersion(t *testing.T) {
 		t.Errorf("BinaryPath(%s) = %q, %v", v.Digest, path, err)
 	}
 	assertStored(t, r, p, v)
+}
+
+func TestDemoPipelineBuildsFromAnAbsolutePathInAFolder(t *testing.T) {
+	t.Parallel()
+	warm(t, "good")
+	r := newRegistry(t)
+	repo := newRepo(t)
+	files := map[string]string{}
+	for _, f := range []string{"go.mod", "main.go"} {
+		data, err := os.ReadFile(filepath.Join("..", "testdata", "pipelines", "demo", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["pipelines/demo/"+f] = string(data)
+	}
+	commit(t, repo, files, "demo")
+
+	p, v, err := r.Create(context.Background(), CreateRequest{Name: "demo", Source: repo,
+		Dir: "pipelines/demo"}, nil)
+
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Source != repo || GitURL(p.Source) != fileURL(repo) || p.Dir != "pipelines/demo" {
+		t.Errorf("pipeline = %v", p)
+	}
+	d := v.Description
+	if len(d.GetJobs()) != 6 || len(d.GetParams()) != 1 || d.GetParams()[0].GetName() != "channel" {
+		t.Errorf("description = %v", d)
+	}
 }
 
 // assertStored checks that every lookup returns what Create returned.

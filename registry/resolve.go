@@ -115,7 +115,7 @@ func lsRemote(ctx context.Context, gitURL string) (*remoteRefs, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, errorf(ErrFetch, "cannot list the refs of %s: %s", gitURL,
+		return nil, errorf(ErrFetch, "cannot list the refs of %s: %s", redact(gitURL),
 			firstLine(stderr.String(), err))
 	}
 	return parseLsRemote(out), nil
@@ -176,7 +176,7 @@ func (rr *remoteRefs) defaultBranch(gitURL string) (Resolved, error) {
 	sha, ok := rr.branches[name]
 	if name == "" || !ok {
 		return Resolved{}, errorf(ErrRefNotFound, "%s has no default branch (HEAD); "+
-			"give a ref", gitURL)
+			"give a ref", redact(gitURL))
 	}
 	return Resolved{Ref: name, Kind: KindBranch, Name: name, Commit: sha, Advertised: true}, nil
 }

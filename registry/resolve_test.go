@@ -212,3 +212,20 @@ func TestCheckDir(t *testing.T) {
 		}
 	}
 }
+
+func TestGitURLAndRedact(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, git string }{
+		{"/srv/app", "file:///srv/app"},
+		{"git::https://example.com/x.git", "https://example.com/x.git"},
+		{"not a source", "not a source"},
+	}
+	for _, tt := range tests {
+		if got := GitURL(tt.in); got != tt.git {
+			t.Errorf("GitURL(%q) = %q, want %q", tt.in, got, tt.git)
+		}
+	}
+	if got := redact("https://bot:s3cret@example.com/x.git"); strings.Contains(got, "s3cret") {
+		t.Errorf("redact kept the password: %s", got)
+	}
+}

@@ -119,6 +119,25 @@ func checkURLHost(s string, u *url.URL) error {
 	return nil
 }
 
+// GitURL returns the plain git URL of a stored source (see ParseSource),
+// for a job's checkout; a source that does not parse is returned as is.
+func GitURL(source string) string {
+	src, err := ParseSource(source)
+	if err != nil {
+		return source
+	}
+	return src.Git
+}
+
+// redact hides the password of a URL that carries one, for messages.
+func redact(gitURL string) string {
+	u, err := url.Parse(gitURL)
+	if err != nil || u.User == nil {
+		return gitURL
+	}
+	return u.Redacted()
+}
+
 // fileURL turns an absolute local path into a file:// URL.
 func fileURL(p string) string {
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(filepath.Clean(p))}
