@@ -155,7 +155,8 @@ func TestMissingOrMalformedDigestsAreRefused(t *testing.T) {
 		{"short", absent[:len(absent)-1], ErrBadDigest},
 		{"long", absent + "0", ErrBadDigest},
 		{"traversal", "sha256:../../../secret" + strings.Repeat("0", 42), ErrBadDigest},
-		{"slash", "sha256:" + strings.Repeat("a", 31) + "/" + strings.Repeat("a", 32), ErrBadDigest},
+		{"slash", "sha256:" + strings.Repeat("a", 31) + "/" + strings.Repeat("a", 32),
+			ErrBadDigest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -39,6 +39,11 @@ type BuildConfig struct {
 	GOMODCACHE string
 	// GOPROXY is where builds may download modules; empty means "off":
 	// builds are offline and use only the module cache.
+	//
+	// TODO(kiln): offline builds need the SDK's own requirements in
+	// GOMODCACHE, which a master on a machine that never built Kiln lacks;
+	// vendoring them into the overlay (`go work vendor`) would make the ci
+	// binary self-sufficient, at the cost of a much larger binary.
 	GOPROXY string
 	// GOOS and GOARCH are the platform binaries are built for; empty means
 	// the go command's own.

@@ -166,30 +166,50 @@ func (r *Registry) scratchDir() string { return filepath.Join(r.cfg.DataDir, "tm
 type relay struct {
 	mu   sync.Mutex
 	next int
-	subs map[string]map[int]sayFunc // build key -> callers; guarded by mu
+	subs map[string]map[int]*subscriber // build key -> callers; guarded by mu
+}
+
+// subscriber is one caller of a build. Its lines go out one at a time, and
+// none after it left: its progress func may write to a stream that allows
+// one sender and that closes when the caller returns.
+type subscriber struct {
+	mu   sync.Mutex
+	say  sayFunc
+	gone bool // guarded by mu
+}
+
+func (s *subscriber) send(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.gone {
+		s.say(format, args...)
+	}
 }
 
 // join subscribes say to the progress of the build of key; the returned
-// func unsubscribes it.
+// func unsubscribes it, and once it returns say is not called again.
 func (rl *relay) join(key string, say sayFunc) (leave func()) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	if rl.subs == nil {
-		rl.subs = map[string]map[int]sayFunc{}
+		rl.subs = map[string]map[int]*subscriber{}
 	}
 	if rl.subs[key] == nil {
-		rl.subs[key] = map[int]sayFunc{}
+		rl.subs[key] = map[int]*subscriber{}
 	}
-	id := rl.next
+	id, sub := rl.next, &subscriber{say: say}
 	rl.next++
-	rl.subs[key][id] = say
+	rl.subs[key][id] = sub
 	return func() {
 		rl.mu.Lock()
-		defer rl.mu.Unlock()
 		delete(rl.subs[key], id)
 		if len(rl.subs[key]) == 0 {
 			delete(rl.subs, key)
 		}
+		rl.mu.Unlock()
+		sub.mu.Lock()
+		sub.gone = true
+		sub.mu.Unlock()
 	}
 }
 
@@ -197,13 +217,13 @@ func (rl *relay) join(key string, say sayFunc) (leave func()) {
 func (rl *relay) sayer(key string) sayFunc {
 	return func(format string, args ...any) {
 		rl.mu.Lock()
-		subs := make([]sayFunc, 0, len(rl.subs[key]))
+		subs := make([]*subscriber, 0, len(rl.subs[key]))
 		for _, s := range rl.subs[key] {
 			subs = append(subs, s)
 		}
 		rl.mu.Unlock()
 		for _, s := range subs {
-			s(format, args...)
+			s.send(format, args...)
 		}
 	}
 }

@@ -160,7 +160,8 @@ func CheckName(name string) error {
 // folder, a compile error or an invalid graph leave the registry as it
 // was. On a failed build the returned version, which is not recorded,
 // carries the compiler's output. progress gets a line per step; it may be
-// nil.
+// nil. When ctx ends the call returns, but a compile it started runs on
+// for whoever else waits for the same build (see produce).
 func (r *Registry) Create(ctx context.Context, req CreateRequest,
 	progress func(string)) (*kilnpb.Pipeline, *kilnpb.Version, error) {
 	say := sayer(progress)
@@ -180,7 +181,17 @@ func (r *Registry) Create(ctx context.Context, req CreateRequest,
 	now := r.now().UnixMilli()
 	p := &kilnpb.Pipeline{Name: req.Name, Description: v.Description.GetDescription(),
 		Source: req.Source, Dir: dir, Ref: res.Ref, Created: now, Modified: now}
-	err = r.db.Update(func(tx *bbolt.Tx) error {
+	if err := r.insert(p, v); err != nil {
+		return nil, nil, err
+	}
+	say("pipeline %s created; version %d is ready", p.Name, v.Version)
+	return p, v, nil
+}
+
+// insert records a new pipeline with its first version, unless a pipeline
+// of that name was created meanwhile.
+func (r *Registry) insert(p *kilnpb.Pipeline, v *kilnpb.Version) error {
+	err := r.db.Update(func(tx *bbolt.Tx) error {
 		if err := insertPipeline(tx, p); err != nil {
 			return err
 		}
@@ -190,13 +201,12 @@ func (r *Registry) Create(ctx context.Context, req CreateRequest,
 		return putPipeline(tx, p)
 	})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	r.log.Info("pipeline created", "pipeline", p.Name, "pipeline_id", p.Id,
-		"source", p.Source, "ref", p.Ref)
+		"source", redact(GitURL(p.Source)), "ref", p.Ref)
 	r.logVersion(v)
-	say("pipeline %s created; version %d is ready", p.Name, v.Version)
-	return p, v, nil
+	return nil
 }
 
 func (r *Registry) checkCreate(req CreateRequest) (Source, string, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -49,8 +50,8 @@ func TestCreateRecordsPipelineAndReadyVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after := snapshot(t, strings.TrimPrefix(src, "file://")); len(after) != len(before) {
-		t.Errorf("the source repository changed: %d entries, then %d", len(before), len(after))
+	if after := snapshot(t, strings.TrimPrefix(src, "file://")); !maps.Equal(after, before) {
+		t.Error("Create changed the source repository")
 	}
 	if p.Name != "web" || p.Source != src || p.Ref != "main" || p.Dir != "" ||
 		p.Description != "A small test pipeline" || p.CurrentVersion != 1 || p.Id == 0 {
@@ -357,7 +358,8 @@ func TestFailedRecompileIsRecordedAndKeepsTheCurrentVersion(t *testing.T) {
 	if !errors.Is(err, ErrCompile) || !strings.Contains(err.Error(), "undefined: nope") {
 		t.Fatalf("Build error = %v, want a compile error naming nope", err)
 	}
-	if v.Version != 2 || v.Status != StatusFailed || !strings.Contains(v.Output, "undefined: nope") {
+	if v.Version != 2 || v.Status != StatusFailed ||
+		!strings.Contains(v.Output, "undefined: nope") {
 		t.Errorf("failed version = %v", v)
 	}
 	if stored, err := r.Version("web", 2); err != nil || stored.String() != v.String() {
@@ -528,5 +530,30 @@ func TestVersionOfUnknownNumberIsNotFound(t *testing.T) {
 
 	if !errors.Is(err, ErrNotFound) || err.Error() != `pipeline "web" has no version 9` {
 		t.Fatalf("Version(web, 9) = %v", err)
+	}
+}
+
+func TestRelayPassesLinesToEveryCallerUntilItLeaves(t *testing.T) {
+	t.Parallel()
+	var rl relay
+	var a, b progressLog
+	leaveA := rl.join("k", sayer(a.add))
+	leaveB := rl.join("k", sayer(b.add))
+	say := rl.sayer("k")
+
+	say("fetching %s", "abc")
+	leaveA()
+	say("compiling")
+	leaveB()
+	say("describing")
+
+	if a.String() != "fetching abc" {
+		t.Errorf("first caller got %q", a.String())
+	}
+	if b.String() != "fetching abc\ncompiling" {
+		t.Errorf("second caller got %q", b.String())
+	}
+	if len(rl.subs) != 0 {
+		t.Errorf("relay keeps %d keys after every caller left", len(rl.subs))
 	}
 }

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -12,6 +11,13 @@ import (
 // idleSession is how long a run's pipeline program stays up without jobs,
 // waiting for the run's next job on this worker.
 const idleSession = 3 * time.Second
+
+// spareLife is how long a started spare program waits for a run before it
+// is stopped; maxSpares bounds how many digests keep one.
+const (
+	spareLife = 10 * time.Minute
+	maxSpares = 4
+)
 
 // session is the pipeline program that runs one run's jobs on this worker.
 // Jobs of one run share it, so that a wide graph does not start a process
@@ -43,10 +49,7 @@ func (w *Worker) acquire(run uint64, digest, path string) (*session, error) {
 	w.mu.Unlock()
 
 	s.once.Do(func() {
-		s.plugin, s.err = host.Start(context.Background(), host.Config{
-			Path: path, Digest: digest, Env: w.cfg.Env, Dir: w.cfg.DataDir,
-			Logger: w.log,
-		})
+		s.plugin, s.err = w.takeSpare(digest, path)
 	})
 	if s.err != nil {
 		w.release(run, s, true)
@@ -96,11 +99,90 @@ func (w *Worker) closeSessions() {
 	w.mu.Lock()
 	sessions := w.sessions
 	w.sessions = map[uint64]*session{}
+	spares := w.spares
+	w.spares = map[string]*spare{}
 	w.mu.Unlock()
+	for _, sp := range spares {
+		sp.plugin.Stop()
+	}
 	for _, s := range sessions {
 		if s.idle != nil {
 			s.idle.Stop()
 		}
 		w.stopSession(s)
 	}
+}
+
+// spare is a program started ahead of need, so that a run does not wait
+// for a program to start: starting one (exec, checksum, two key pairs and
+// a TLS handshake) costs far more than running a short job. Every run still
+// gets a program of its own; a spare has run nothing.
+type spare struct {
+	plugin  *host.Plugin
+	started time.Time
+}
+
+// takeSpare returns a started program for the binary, the spare when there
+// is one, and starts the next spare for it in the background.
+func (w *Worker) takeSpare(digest, path string) (*host.Plugin, error) {
+	w.mu.Lock()
+	sp := w.spares[digest]
+	delete(w.spares, digest)
+	w.mu.Unlock()
+	go w.startSpare(digest, path)
+	if sp != nil && !sp.plugin.Exited() {
+		return sp.plugin, nil
+	}
+	if sp != nil {
+		sp.plugin.Stop()
+	}
+	return w.startProgram(digest, path)
+}
+
+func (w *Worker) startProgram(digest, path string) (*host.Plugin, error) {
+	return host.Start(w.life, host.Config{
+		Path: path, Digest: digest, Env: w.cfg.Env, Dir: w.cfg.DataDir, Logger: w.log,
+	})
+}
+
+// startSpare starts a spare for the binary unless one exists, stopping the
+// oldest spare when there are too many.
+func (w *Worker) startSpare(digest, path string) {
+	p, err := w.startProgram(digest, path)
+	if err != nil {
+		w.log.Debug("spare program did not start", "digest", digest, "err", err)
+		return
+	}
+	var stop []*host.Plugin
+	w.mu.Lock()
+	if w.spares[digest] != nil || w.life.Err() != nil {
+		stop = append(stop, p)
+	} else {
+		w.spares[digest] = &spare{plugin: p, started: time.Now()}
+		stop = append(stop, w.trimSparesLocked()...)
+	}
+	w.mu.Unlock()
+	for _, p := range stop {
+		p.Stop()
+	}
+}
+
+// trimSparesLocked drops spares that waited too long, and the oldest ones
+// past maxSpares. w.mu must be held.
+func (w *Worker) trimSparesLocked() []*host.Plugin {
+	var stop []*host.Plugin
+	for len(w.spares) > 0 {
+		oldest := ""
+		for d, sp := range w.spares {
+			if oldest == "" || sp.started.Before(w.spares[oldest].started) {
+				oldest = d
+			}
+		}
+		if len(w.spares) <= maxSpares && time.Since(w.spares[oldest].started) < spareLife {
+			break
+		}
+		stop = append(stop, w.spares[oldest].plugin)
+		delete(w.spares, oldest)
+	}
+	return stop
 }

@@ -76,6 +76,7 @@ type Worker struct {
 	draining bool                // guarded by mu
 	attempts map[uint64]*attempt // guarded by mu: accepted, not yet finished
 	sessions map[uint64]*session // guarded by mu: pipeline programs by run
+	spares   map[string]*spare   // guarded by mu: started programs by digest
 	interval time.Duration       // guarded by mu
 	wake     chan struct{}       // closed when attempts change
 
@@ -123,6 +124,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, conn: conn, link: kilnpb.NewLinkClient(conn),
 		attempts: map[uint64]*attempt{}, sessions: map[uint64]*session{},
+		spares: map[string]*spare{},
 		wake: make(chan struct{}), hb: make(chan struct{}, 1)}
 	w.life, w.kill = context.WithCancel(context.Background())
 	w.bins = &binaries{dir: filepath.Join(cfg.DataDir, "bin"), link: w.link, auth: w.auth}
@@ -300,6 +302,9 @@ func (w *Worker) heartbeatLoop(ctx context.Context) error {
 func (w *Worker) heartbeat(ctx context.Context) error {
 	healthy, reason := w.health()
 	w.mu.Lock()
+	for _, p := range w.trimSparesLocked() {
+		go p.Stop()
+	}
 	req := &kilnpb.HeartbeatRequest{Healthy: healthy, Reason: reason,
 		Running: w.runningLocked(), Draining: w.draining}
 	w.mu.Unlock()
