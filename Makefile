@@ -1,8 +1,41 @@
-GOBIN ?= $(shell go env GOPATH)/bin
+# The two commands a fresh machine needs: `make demo` and `make test`.
+GO ?= go
+GOBIN ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: proto
+.PHONY: demo test test-short bench build proto generate vet
+
+# Start a master and two workers on loopback and run the example pipeline.
+demo:
+	$(GO) run ./cmd/ci demo
+
+# Every test, with the race detector: unit, real git and go build, real
+# plugin processes, and the end-to-end runs of master and worker processes.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The tests without the slowest end-to-end runs.
+test-short:
+	$(GO) test -short -count=1 ./...
+
+# Benchmarks print `name value unit`, one figure a line; they never fail.
+bench:
+	$(GO) run ./internal/bench
+
+build:
+	$(GO) build -o bin/ci ./cmd/ci
+
+vet:
+	$(GO) vet ./...
+
+# Regenerate the protobuf code (committed) with tools from the Go module
+# proxy; no protoc download.
 proto:
-	go install github.com/bufbuild/buf/cmd/buf@v1.75.0
-	go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
-	go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	$(GO) install github.com/bufbuild/buf/cmd/buf@v1.75.0
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 	cd proto && PATH="$(GOBIN):$$PATH" buf generate
+
+# Refresh sdk.go.mod, the go.mod of the SDK that ci carries.
+generate:
+	$(GO) generate .

@@ -125,7 +125,7 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, log: cfg.Logger, conn: conn, link: kilnpb.NewLinkClient(conn),
 		attempts: map[uint64]*attempt{}, sessions: map[uint64]*session{},
 		spares: map[string]*spare{},
-		wake: make(chan struct{}), hb: make(chan struct{}, 1)}
+		wake:   make(chan struct{}), hb: make(chan struct{}, 1)}
 	w.life, w.kill = context.WithCancel(context.Background())
 	w.bins = &binaries{dir: filepath.Join(cfg.DataDir, "bin"), link: w.link, auth: w.auth}
 	return w, nil
