@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/kilnci/kiln/proto/kilnpb"
 	"github.com/kilnci/kiln/proto/pluginpb"
+	"github.com/kilnci/kiln/registry"
 	"github.com/kilnci/kiln/scheduler"
 	"github.com/kilnci/kiln/store"
 )
@@ -26,6 +28,7 @@ func (s *Server) applyLocked() uint64 {
 		s.wakeLocked(r.ID)
 		if r.Status.Final() {
 			s.keepEndedLocked(p)
+			go s.recordLastRun(p.Pipeline, p.Id, p.Status)
 			s.log.Info("run ended", "run_id", r.ID, "pipeline", r.Pipeline,
 				"status", r.Status, "reason", r.Reason)
 		}
@@ -79,6 +82,20 @@ func (s *Server) sendLocked(worker uint64, ev *kilnpb.WorkerEvent) {
 	case ws.events <- ev:
 	default:
 		s.log.Warn("worker event stream full; event dropped", "worker_id", worker)
+	}
+}
+
+// recordLastRun puts a run's end on its pipeline, unless a newer run
+// started meanwhile.
+func (s *Server) recordLastRun(pipeline string, run uint64, status string) {
+	err := s.reg.Update(pipeline, func(p *kilnpb.Pipeline) error {
+		if p.LastRunId == run {
+			p.LastRunStatus = status
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		s.log.Warn("record last run", "pipeline", pipeline, "run_id", run, "err", err)
 	}
 }
 

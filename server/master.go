@@ -260,32 +260,39 @@ func (s *Server) startRun(name string, params map[string]string, by string) (*ki
 			Timeout: time.Duration(j.TimeoutMs) * time.Millisecond, Status: scheduler.Queued,
 		})
 	}
-	if err := s.createRun(run); err != nil {
+	id, err := s.createRun(run, func(id uint64) {
+		err := s.reg.Update(name, func(p *kilnpb.Pipeline) error {
+			p.LastRunId, p.LastRunAt, p.LastRunBy = id, ms(run.Created), by
+			p.LastRunStatus = string(scheduler.Queued)
+			return nil
+		})
+		if err != nil {
+			s.log.Warn("record last run", "pipeline", name, "err", err)
+		}
+	})
+	if err != nil {
 		return nil, err
 	}
-	s.log.Info("run started", "run_id", run.ID, "pipeline", name, "version", v.Version, "by", by)
-	if err := s.reg.Update(name, func(p *kilnpb.Pipeline) error {
-		p.LastRunId, p.LastRunAt, p.LastRunBy = run.ID, ms(run.Created), by
-		return nil
-	}); err != nil {
-		s.log.Warn("record last run", "pipeline", name, "err", err)
-	}
-	return s.run(run.ID)
+	s.log.Info("run started", "run_id", id, "pipeline", name, "version", v.Version, "by", by)
+	return s.run(id)
 }
 
-// createRun gives the run its ID on disk, then hands it to the engine.
-func (s *Server) createRun(run *scheduler.Run) error {
+// createRun gives the run its ID on disk, calls created with it, then
+// hands the run to the engine. The engine owns run afterwards.
+func (s *Server) createRun(run *scheduler.Run, created func(id uint64)) (uint64, error) {
 	p := RunProto(run)
 	if err := s.store.CreateRun(p); err != nil {
-		return fmt.Errorf("record run: %w", err)
+		return 0, fmt.Errorf("record run: %w", err)
 	}
-	run.ID = p.Id
+	id := p.Id
+	run.ID = id
+	created(id)
 	s.mu.Lock()
 	s.eng.AddRun(run, s.now())
 	gen := s.applyLocked()
 	s.mu.Unlock()
 	s.saver.wait(gen)
-	return nil
+	return id, nil
 }
 
 // run returns the newest state of a run.

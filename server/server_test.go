@@ -1,0 +1,135 @@
+package server
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/kilnci/kiln/proto/kilnpb"
+	"github.com/kilnci/kiln/proto/pluginpb"
+)
+
+func startServer(t *testing.T) (*Server, *grpc.ClientConn) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := New(Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		HeartbeatInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(); cancel(); <-done; s.Close() })
+	return s, conn
+}
+
+func TestFirstStartWritesSecretsPrivately(t *testing.T) {
+	t.Parallel()
+	s, _ := startServer(t)
+	for _, name := range []string{"worker.secret", "admin.token"} {
+		fi, err := os.Stat(filepath.Join(s.cfg.DataDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
+		}
+	}
+	if s.WorkerSecret() == s.AdminToken() || len(s.AdminToken()) < 32 {
+		t.Errorf("secret and token must differ and be long")
+	}
+}
+
+func TestMutatingCallsNeedTheToken(t *testing.T) {
+	t.Parallel()
+	s, conn := startServer(t)
+	api := kilnpb.NewMasterClient(conn)
+	ctx := context.Background()
+
+	if _, err := api.ListWorkers(ctx, &kilnpb.ListWorkersRequest{}); err != nil {
+		t.Fatalf("a read without a token: %v", err)
+	}
+	_, err := api.SuspendWorker(ctx, &kilnpb.WorkerRequest{Name: "w"})
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "admin.token") {
+		t.Fatalf("no token: %v", err)
+	}
+	bad := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer nope")
+	if _, err := api.SuspendWorker(bad, &kilnpb.WorkerRequest{Name: "w"}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("wrong token: %v", err)
+	}
+	good := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.AdminToken())
+	_, err = api.SuspendWorker(good, &kilnpb.WorkerRequest{Name: "w"})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `"w"`) {
+		t.Fatalf("unknown worker with the token: %v", err)
+	}
+}
+
+func TestWorkerCallsNeedASession(t *testing.T) {
+	t.Parallel()
+	s, conn := startServer(t)
+	link := kilnpb.NewLinkClient(conn)
+	ctx := context.Background()
+
+	if _, err := link.Join(ctx, &kilnpb.JoinRequest{Secret: "wrong", Name: "w"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("join with a wrong secret: %v", err)
+	}
+	if _, err := link.Heartbeat(ctx, &kilnpb.HeartbeatRequest{Healthy: true}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("heartbeat without a session: %v", err)
+	}
+	resp, err := link.Join(ctx, &kilnpb.JoinRequest{Secret: s.WorkerSecret(), Name: "w", Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := metadata.AppendToOutgoingContext(ctx, mdWorker, "1", mdSession, "forged")
+	if _, err := link.Heartbeat(forged, &kilnpb.HeartbeatRequest{Healthy: true}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("heartbeat with a forged session: %v", err)
+	}
+	real := metadata.AppendToOutgoingContext(ctx, mdWorker, "1", mdSession, resp.Session)
+	if _, err := link.Heartbeat(real, &kilnpb.HeartbeatRequest{Healthy: true}); err != nil {
+		t.Fatalf("heartbeat with the session: %v", err)
+	}
+	_, err = link.Finish(real, &kilnpb.FinishRequest{AttemptId: 77, Ok: true})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("result of an attempt never given: %v", err)
+	}
+}
+
+func TestResolveParamsNamesTheWrongOne(t *testing.T) {
+	t.Parallel()
+	decl := []*pluginpb.Param{
+		{Name: "channel", Type: "choice", Choices: []string{"beta", "stable"}, Default: "beta"},
+		{Name: "race", Type: "bool", Default: "false"},
+		{Name: "note", Type: "string"},
+	}
+	got, err := ResolveParams("p", decl, map[string]string{"race": "true"})
+	if err != nil || got["channel"] != "beta" || got["race"] != "true" || got["note"] != "" {
+		t.Fatalf("defaults: %v %v", got, err)
+	}
+	tests := []struct {
+		given map[string]string
+		want  string
+	}{
+		{map[string]string{"chanel": "beta"}, `no parameter "chanel" (it takes channel, race, note)`},
+		{map[string]string{"channel": "nightly"}, `"nightly" is not one of beta, stable`},
+		{map[string]string{"race": "yes"}, `"yes" is not a bool: use true or false`},
+	}
+	for _, tt := range tests {
+		if _, err := ResolveParams("p", decl, tt.given); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: err = %v, want %q", tt.given, err, tt.want)
+		}
+	}
+}
