@@ -39,7 +39,7 @@ func (r *Registry) produce(ctx context.Context, src Source, dir string, res Reso
 			return artifact{err: errors.New("registry: closed")}, nil
 		}
 		defer r.running.Done()
-		return r.make(r.work, key, src, dir, res, r.relay.sayer(key)), nil
+		return r.obtain(r.work, key, src, dir, res, r.relay.sayer(key)), nil
 	})
 	select {
 	case out := <-ch:
@@ -50,8 +50,9 @@ func (r *Registry) produce(ctx context.Context, src Source, dir string, res Reso
 	}
 }
 
-// make is the body of one coalesced build.
-func (r *Registry) make(ctx context.Context, key string, src Source, dir string,
+// obtain is the body of one coalesced build. An index that cannot be read
+// only costs a compile.
+func (r *Registry) obtain(ctx context.Context, key string, src Source, dir string,
 	res Resolved, say sayFunc) artifact {
 	var a artifact
 	if digest, ok, err := r.cache.Lookup(key); err == nil && ok && r.cache.Has(digest) {

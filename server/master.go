@@ -69,12 +69,9 @@ func sendVersion(stream buildStream, v *kilnpb.Version, err error) error {
 }
 
 func (m *master) CreatePipeline(req *kilnpb.CreatePipelineRequest, stream kilnpb.Master_CreatePipelineServer) error {
-	p, v, err := m.s.reg.Create(stream.Context(), registry.CreateRequest{
+	_, v, err := m.s.reg.Create(stream.Context(), registry.CreateRequest{
 		Name: req.Name, Source: req.Source, Ref: req.Ref, Dir: req.Dir,
 	}, progress(stream))
-	if err == nil {
-		m.s.log.Info("pipeline created", "pipeline", p.Name, "source", p.Source, "version", v.Version)
-	}
 	return sendVersion(stream, v, err)
 }
 
@@ -251,7 +248,7 @@ func (s *Server) startRun(name string, params map[string]string, by string) (*ki
 	}
 	run := &scheduler.Run{
 		Pipeline: name, Version: v.Version, Digest: v.Digest, OS: v.Goos, Arch: v.Goarch,
-		Source: p.Source, Dir: p.Dir, Ref: v.Ref, Commit: v.Commit, Params: resolved,
+		Source: registry.GitURL(p.Source), Dir: p.Dir, Ref: v.Ref, Commit: v.Commit, Params: resolved,
 		StartedBy: by, Status: scheduler.Queued, Created: s.now(),
 	}
 	for _, j := range d.GetJobs() {
