@@ -28,6 +28,7 @@ func (s *Server) applyLocked() uint64 {
 		s.wakeLocked(r.ID)
 		if r.Status.Final() {
 			s.keepEndedLocked(p)
+			s.metrics.ended(r)
 			go s.recordLastRun(p.Pipeline, p.Id, p.Status)
 			s.log.Info("run ended", "run_id", r.ID, "pipeline", r.Pipeline,
 				"status", r.Status, "reason", r.Reason)
@@ -44,6 +45,7 @@ func (s *Server) applyLocked() uint64 {
 			Revoke: &kilnpb.Revoke{AttemptId: r.Attempt, Reason: r.Reason}}})
 	}
 	for _, n := range eff.Notes {
+		s.metrics.lost.Inc()
 		s.log.Warn("attempt lost", "run_id", n.Run, "job", n.Job, "attempt", n.Attempt,
 			"reason", n.Text)
 		if err := s.logs.Note(n.Run, n.Job, n.Attempt, n.Text); err != nil {

@@ -5,10 +5,11 @@ import (
 	"net/http"
 )
 
-// httpHandler serves health now; the dashboard, metrics and webhooks join
-// it on the same port.
+// httpHandler serves health and metrics; the dashboard and webhooks join
+// them on the same port.
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -54,14 +54,15 @@ type Config struct {
 
 // Server is a running master.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
-	store *store.Store
-	logs  *store.Logs
-	cache *cache.Cache
-	reg   *registry.Registry
-	saver *saver
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	store   *store.Store
+	logs    *store.Logs
+	cache   *cache.Cache
+	reg     *registry.Registry
+	saver   *saver
+	metrics *metrics
 
 	secret string
 	token  string
@@ -164,6 +165,7 @@ func (s *Server) open() error {
 		NextAttemptID: s.nextAttemptID,
 	})
 	s.saver = newSaver(s.store, s.log)
+	s.metrics = newMetrics(s)
 	return s.restore()
 }
 

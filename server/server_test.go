@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,6 +132,30 @@ func TestResolveParamsNamesTheWrongOne(t *testing.T) {
 	for _, tt := range tests {
 		if _, err := ResolveParams("p", decl, tt.given); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: err = %v, want %q", tt.given, err, tt.want)
+		}
+	}
+}
+
+func TestHealthAndMetricsOnTheHTTPPort(t *testing.T) {
+	t.Parallel()
+	s, conn := startServer(t)
+	link := kilnpb.NewLinkClient(conn)
+	if _, err := link.Join(context.Background(), &kilnpb.JoinRequest{Secret: s.WorkerSecret(),
+		Name: "w", Slots: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/healthz": "ok",
+		"/metrics": `kiln_worker_slots{use="free"} 3`,
+	} {
+		resp, err := http.Get("http://" + s.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, want %q in:\n%.2000s", path, resp.StatusCode, want, body)
 		}
 	}
 }
