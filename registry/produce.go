@@ -59,7 +59,7 @@ func (r *Registry) obtain(ctx context.Context, key string, src Source, dir strin
 		say("reusing the binary built from %s before (%s)", short(res.Commit), short(digest))
 		a.digest, a.reused = digest, true
 	} else {
-		a.digest, a.output, a.err = r.compileCommit(ctx, src, dir, res, say)
+		a.digest, a.output, a.err = r.compileCommit(ctx, r.builder, src, dir, res, say)
 		if a.err != nil {
 			return a
 		}
@@ -73,8 +73,8 @@ func (r *Registry) obtain(ctx context.Context, key string, src Source, dir strin
 
 // compileCommit fetches the commit into a fresh folder, compiles the
 // pipeline's folder in it and stores the binary in the cache.
-func (r *Registry) compileCommit(ctx context.Context, src Source, dir string, res Resolved,
-	say sayFunc) (digest, output string, err error) {
+func (r *Registry) compileCommit(ctx context.Context, b *Builder, src Source, dir string,
+	res Resolved, say sayFunc) (digest, output string, err error) {
 	scratch, err := os.MkdirTemp(r.scratchDir(), "build-*")
 	if err != nil {
 		return "", "", fmt.Errorf("registry: create scratch folder: %w", err)
@@ -96,7 +96,7 @@ func (r *Registry) compileCommit(ctx context.Context, src Source, dir string, re
 
 	say("compiling (first builds take a while)")
 	bin := filepath.Join(scratch, "pipeline")
-	output, err = r.builder.compile(ctx, root, pkgDir, bin, func(l string) { say("%s", l) })
+	output, err = b.compile(ctx, root, pkgDir, bin, func(l string) { say("%s", l) })
 	if err != nil {
 		return "", output, err
 	}

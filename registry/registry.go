@@ -64,8 +64,9 @@ type Registry struct {
 
 	// flights coalesces builds of one build key; relay passes the
 	// progress of a build to every caller waiting for it.
-	flights singleflight.Group
-	relay   relay
+	flights  singleflight.Group
+	relay    relay
+	variants variants
 
 	// work is the context of builds, which outlive the caller that
 	// started them so that callers who joined them are not cut off.

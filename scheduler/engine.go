@@ -398,8 +398,9 @@ func (e *Engine) pending() ([]Pending, []runJob) {
 				j.Waiting = "waiting for " + strings.Join(r.waitingFor(j), ", ")
 				continue
 			}
-			pending = append(pending, Pending{Run: r.ID, Job: j.Name, Labels: j.Labels,
-				OS: r.OS, Arch: r.Arch})
+			// Any platform fits: a worker of another platform than the
+			// run's binary gets the same commit built for its own.
+			pending = append(pending, Pending{Run: r.ID, Job: j.Name, Labels: j.Labels})
 			jobs = append(jobs, runJob{r, j})
 		}
 	}

@@ -211,9 +211,13 @@ func (l *link) Finish(ctx context.Context, req *kilnpb.FinishRequest) (*kilnpb.F
 }
 
 func (l *link) FetchBinary(req *kilnpb.FetchBinaryRequest, stream kilnpb.Link_FetchBinaryServer) error {
-	f, size, err := l.s.cache.Open(req.Digest)
+	digest, err := l.binaryFor(stream.Context(), req)
 	if err != nil {
-		return status.Errorf(codes.NotFound, "binary %s: %v", req.Digest, err)
+		return err
+	}
+	f, size, err := l.s.cache.Open(digest)
+	if err != nil {
+		return status.Errorf(codes.NotFound, "binary %s: %v", digest, err)
 	}
 	defer f.Close()
 	buf := make([]byte, 1<<20)
@@ -223,7 +227,7 @@ func (l *link) FetchBinary(req *kilnpb.FetchBinaryRequest, stream kilnpb.Link_Fe
 		if n > 0 {
 			chunk := &kilnpb.BinaryChunk{Data: buf[:n]}
 			if first {
-				chunk.Size, first = size, false
+				chunk.Size, chunk.Digest, first = size, digest, false
 			}
 			if err := stream.Send(chunk); err != nil {
 				return err
@@ -233,7 +237,26 @@ func (l *link) FetchBinary(req *kilnpb.FetchBinaryRequest, stream kilnpb.Link_Fe
 			return nil
 		}
 		if err != nil {
-			return status.Errorf(codes.Internal, "read binary %s: %v", req.Digest, err)
+			return status.Errorf(codes.Internal, "read binary %s: %v", digest, err)
 		}
 	}
+}
+
+// binaryFor picks the binary a worker gets: the version's own, or the
+// variant built for the worker's platform.
+func (l *link) binaryFor(ctx context.Context, req *kilnpb.FetchBinaryRequest) (string, error) {
+	if req.Pipeline == "" || req.Goos == "" || req.Goarch == "" {
+		return req.Digest, nil
+	}
+	v, err := l.s.reg.Version(req.Pipeline, req.Version)
+	if err != nil || v.Digest != req.Digest {
+		return "", status.Errorf(codes.NotFound, "pipeline %q has no version %d with binary %s",
+			req.Pipeline, req.Version, req.Digest)
+	}
+	digest, err := l.s.reg.Variant(ctx, req.Pipeline, req.Version, req.Goos, req.Goarch)
+	if err != nil {
+		return "", status.Errorf(codes.FailedPrecondition, "build for %s/%s: %v",
+			req.Goos, req.Goarch, err)
+	}
+	return digest, nil
 }

@@ -109,7 +109,7 @@ func (w *Worker) execute(at *attempt, log interface{ Info(string, ...any) }) (*p
 
 func (w *Worker) runJob(at *attempt, up *uploader) *pluginpb.Result {
 	a := at.a
-	path, err := w.bins.get(at.ctx, a.Digest)
+	path, digest, err := w.bins.get(at.ctx, a)
 	if err != nil {
 		return failed("%v", err)
 	}
@@ -119,7 +119,7 @@ func (w *Worker) runJob(at *attempt, up *uploader) *pluginpb.Result {
 	}
 	defer os.RemoveAll(ws)
 
-	sess, err := w.acquire(a.Run.GetRunId(), a.Digest, path)
+	sess, err := w.acquire(a.Run.GetRunId(), digest, path)
 	if err != nil {
 		return failed("%v", err)
 	}

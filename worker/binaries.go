@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"golang.org/x/sync/singleflight"
 
@@ -22,61 +24,110 @@ type binaries struct {
 	link  kilnpb.LinkClient
 	auth  func(context.Context) context.Context
 	group singleflight.Group
+
+	mu sync.Mutex
+	// variants maps a version's digest to the digest of the binary this
+	// worker runs for it: the same, or the build for this platform.
+	variants map[string]string // guarded by mu
 }
 
-// get returns the path of the binary with the digest, pulling it from the
-// master first if needed. A pulled binary is kept only if its bytes hash
-// to the digest.
-func (b *binaries) get(ctx context.Context, digest string) (string, error) {
+// get returns the path and digest of the binary of an assignment, pulling
+// it from the master first if needed. The master sends the version's own
+// binary or, for a worker of another platform, the version built for this
+// one; either way the bytes must hash to the digest the master names, or
+// they are refused.
+func (b *binaries) get(ctx context.Context, a *kilnpb.Assignment) (string, string, error) {
+	digest := a.Digest
+	if err := checkDigest(digest); err != nil {
+		return "", "", err
+	}
+	b.mu.Lock()
+	actual := b.variants[digest]
+	b.mu.Unlock()
+	if actual != "" {
+		if path := b.path(actual); exists(path) {
+			return path, actual, nil
+		}
+	}
+	v, err, _ := b.group.Do(digest, func() (any, error) {
+		return b.pull(ctx, a)
+	})
+	if err != nil {
+		return "", "", err
+	}
+	actual = v.(string)
+	b.mu.Lock()
+	b.variants[digest] = actual
+	b.mu.Unlock()
+	return b.path(actual), actual, nil
+}
+
+func checkDigest(digest string) error {
 	hexsum, ok := strings.CutPrefix(digest, "sha256:")
 	if _, err := hex.DecodeString(hexsum); !ok || err != nil || len(hexsum) != 64 {
-		return "", fmt.Errorf("binary digest %q is not sha256:<hex>", digest)
+		return fmt.Errorf("binary digest %q is not sha256:<hex>", digest)
 	}
-	path := filepath.Join(b.dir, hexsum)
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
-	}
-	_, err, _ := b.group.Do(hexsum, func() (any, error) {
-		return nil, b.pull(ctx, digest, hexsum, path)
-	})
-	return path, err
+	return nil
 }
 
-func (b *binaries) pull(ctx context.Context, digest, hexsum, path string) error {
+func (b *binaries) path(digest string) string {
+	return filepath.Join(b.dir, strings.TrimPrefix(digest, "sha256:"))
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// pull fetches the binary and keeps it under its digest; it returns that
+// digest.
+func (b *binaries) pull(ctx context.Context, a *kilnpb.Assignment) (string, error) {
 	stream, err := b.link.FetchBinary(b.auth(ctx), &kilnpb.FetchBinaryRequest{
-		Digest: digest, Goos: runtime.GOOS, Goarch: runtime.GOARCH})
+		Digest: a.Digest, Goos: runtime.GOOS, Goarch: runtime.GOARCH,
+		Pipeline: a.Run.GetPipeline(), Version: a.Run.GetVersion()})
 	if err != nil {
-		return fmt.Errorf("pull binary %s: %w", digest, err)
+		return "", fmt.Errorf("pull binary %s: %w", a.Digest, err)
 	}
 	tmp, err := os.CreateTemp(b.dir, ".pull-*")
 	if err != nil {
-		return fmt.Errorf("pull binary: %w", err)
+		return "", fmt.Errorf("pull binary: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 
 	h := sha256.New()
 	w := io.MultiWriter(tmp, h)
+	want := ""
 	for {
 		chunk, err := stream.Recv()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("pull binary %s: %w", digest, err)
+			return "", fmt.Errorf("pull binary %s: %w", a.Digest, err)
+		}
+		if want == "" {
+			want = cmp.Or(chunk.Digest, a.Digest)
 		}
 		if _, err := w.Write(chunk.Data); err != nil {
-			return fmt.Errorf("pull binary: %w", err)
+			return "", fmt.Errorf("pull binary: %w", err)
 		}
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != hexsum {
-		return fmt.Errorf("pulled binary hashes to sha256:%s, not %s: refused", got, digest)
+	if err := checkDigest(want); err != nil {
+		return "", err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != want {
+		return "", fmt.Errorf("pulled binary hashes to %s, not %s: refused", got, want)
+	}
+	path := b.path(want)
+	if exists(path) {
+		return want, nil
 	}
 	if err := tmp.Sync(); err != nil {
-		return err
+		return "", err
 	}
 	if err := tmp.Chmod(0o555); err != nil {
-		return err
+		return "", err
 	}
-	return os.Rename(tmp.Name(), path)
+	return want, os.Rename(tmp.Name(), path)
 }

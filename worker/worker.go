@@ -127,7 +127,8 @@ func New(cfg Config) (*Worker, error) {
 		spares: map[string]*spare{},
 		wake:   make(chan struct{}), hb: make(chan struct{}, 1)}
 	w.life, w.kill = context.WithCancel(context.Background())
-	w.bins = &binaries{dir: filepath.Join(cfg.DataDir, "bin"), link: w.link, auth: w.auth}
+	w.bins = &binaries{dir: filepath.Join(cfg.DataDir, "bin"), link: w.link, auth: w.auth,
+		variants: map[string]string{}}
 	return w, nil
 }
 

@@ -2767,11 +2767,16 @@ func (*FinishResponse) Descriptor() ([]byte, []int) {
 	return file_kiln_proto_rawDescGZIP(), []int{40}
 }
 
+// FetchBinaryRequest asks for the binary of a run's version. A worker of
+// another platform than the version's gets the version built for its own.
 type FetchBinaryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
-	Goos          string                 `protobuf:"bytes,2,opt,name=goos,proto3" json:"goos,omitempty"`
-	Goarch        string                 `protobuf:"bytes,3,opt,name=goarch,proto3" json:"goarch,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// digest is the version's digest, as the assignment gave it.
+	Digest        string `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Goos          string `protobuf:"bytes,2,opt,name=goos,proto3" json:"goos,omitempty"`
+	Goarch        string `protobuf:"bytes,3,opt,name=goarch,proto3" json:"goarch,omitempty"`
+	Pipeline      string `protobuf:"bytes,4,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Version       uint64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2827,10 +2832,27 @@ func (x *FetchBinaryRequest) GetGoarch() string {
 	return ""
 }
 
+func (x *FetchBinaryRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *FetchBinaryRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type BinaryChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
-	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// size and digest are set on the first chunk: the binary sent, which is
+	// the asked one or the variant for the worker's platform.
+	Size          int64  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Digest        string `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2877,6 +2899,13 @@ func (x *BinaryChunk) GetSize() int64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *BinaryChunk) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
 }
 
 var File_kiln_proto protoreflect.FileDescriptor
@@ -3118,14 +3147,17 @@ const file_kiln_proto_rawDesc = "" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x10\n" +
-	"\x0eFinishResponse\"X\n" +
+	"\x0eFinishResponse\"\x8e\x01\n" +
 	"\x12FetchBinaryRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04goos\x18\x02 \x01(\tR\x04goos\x12\x16\n" +
-	"\x06goarch\x18\x03 \x01(\tR\x06goarch\"5\n" +
+	"\x06goarch\x18\x03 \x01(\tR\x06goarch\x12\x1a\n" +
+	"\bpipeline\x18\x04 \x01(\tR\bpipeline\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\"M\n" +
 	"\vBinaryChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x03R\x04size2\xf0\a\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest2\xf0\a\n" +
 	"\x06Master\x12G\n" +
 	"\x0eCreatePipeline\x12\x1e.kiln.v1.CreatePipelineRequest\x1a\x13.kiln.v1.BuildEvent0\x01\x12N\n" +
 	"\rListPipelines\x12\x1d.kiln.v1.ListPipelinesRequest\x1a\x1e.kiln.v1.ListPipelinesResponse\x12=\n" +

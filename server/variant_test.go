@@ -1,0 +1,100 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/kilnci/kiln/proto/kilnpb"
+)
+
+func TestWorkerOfAnotherPlatformGetsABinaryBuiltForIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cross-compiles a pipeline")
+	}
+	t.Parallel()
+	s, conn := startServer(t)
+	ctx := context.Background()
+	admin := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.AdminToken())
+	repo := noopRepo(t)
+	stream, err := kilnpb.NewMasterClient(conn).CreatePipeline(admin,
+		&kilnpb.CreatePipelineRequest{Name: "noop", Source: "file://" + repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v *kilnpb.Version
+	for v == nil {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v = ev.GetVersion()
+	}
+
+	link := kilnpb.NewLinkClient(conn)
+	joined, err := link.Join(ctx, &kilnpb.JoinRequest{Secret: s.WorkerSecret(), Name: "pi", Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := metadata.AppendToOutgoingContext(ctx, mdWorker, "1", mdSession, joined.Session)
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	fetch, err := link.FetchBinary(worker, &kilnpb.FetchBinaryRequest{Digest: v.Digest,
+		Goos: "linux", Goarch: other, Pipeline: "noop", Version: v.Version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data bytes.Buffer
+	digest := ""
+	for {
+		chunk, err := fetch.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digest == "" {
+			digest = chunk.Digest
+		}
+		data.Write(chunk.Data)
+	}
+	sum := sha256.Sum256(data.Bytes())
+	if digest == v.Digest || digest != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Fatalf("sent %s for %s; want a variant whose digest matches its bytes", digest, v.Digest)
+	}
+	f, err := elf.NewFile(bytes.NewReader(data.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]elf.Machine{"arm64": elf.EM_AARCH64, "amd64": elf.EM_X86_64}[other]; f.Machine != want {
+		t.Fatalf("variant is for %v, want %v", f.Machine, want)
+	}
+}
+
+func noopRepo(t *testing.T) string {
+	t.Helper()
+	repo := t.TempDir()
+	if err := os.CopyFS(repo, os.DirFS(filepath.Join("..", "testdata", "pipelines", "noop"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"commit", "-qm", "noop"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	return repo
+}
