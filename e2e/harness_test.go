@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kilnci/kiln/internal/gitrepo"
 )
 
 // ciBin is the ci binary every test runs, built once.
@@ -262,27 +264,20 @@ func (f *fleet) createPipeline(name, example string) string {
 
 func gitRepo(t *testing.T, src string) string {
 	t.Helper()
-	repo := t.TempDir()
-	if err := os.CopyFS(repo, os.DirFS(src)); err != nil {
+	repo := filepath.Join(t.TempDir(), "repo")
+	if err := gitrepo.FromDir(src, repo, "pipeline"); err != nil {
 		t.Fatal(err)
 	}
-	git(t, repo, "init", "--quiet", "--initial-branch=main")
-	git(t, repo, "add", ".")
-	git(t, repo, "commit", "--quiet", "-m", "pipeline")
 	return repo
 }
 
 func git(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
-	out, err := cmd.CombinedOutput()
+	out, err := gitrepo.Git(dir, args...)
 	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(out))
+	return out
 }
 
 func freeAddr(t *testing.T) string {

@@ -7,14 +7,13 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/proto/kilnpb"
 )
 
@@ -83,18 +82,10 @@ func TestWorkerOfAnotherPlatformGetsABinaryBuiltForIt(t *testing.T) {
 
 func noopRepo(t *testing.T) string {
 	t.Helper()
-	repo := t.TempDir()
-	if err := os.CopyFS(repo, os.DirFS(filepath.Join("..", "testdata", "pipelines", "noop"))); err != nil {
+	repo := filepath.Join(t.TempDir(), "noop")
+	src := filepath.Join("..", "testdata", "pipelines", "noop")
+	if err := gitrepo.FromDir(src, repo, "noop"); err != nil {
 		t.Fatal(err)
-	}
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"commit", "-qm", "noop"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
 	}
 	return repo
 }

@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/proto/kilnpb"
 	"github.com/kilnci/kiln/server"
 	"github.com/kilnci/kiln/worker"
@@ -183,32 +182,5 @@ func exampleRepo(example, repo string) (string, error) {
 		return "", fmt.Errorf("example pipeline not found in %s: run ci demo from the root of "+
 			"Kiln's repository, or point --example at the folder", example)
 	}
-	if err := os.CopyFS(repo, os.DirFS(example)); err != nil {
-		return "", fmt.Errorf("copy the example pipeline: %w", err)
-	}
-	steps := [][]string{
-		{"init", "--quiet", "--initial-branch=main"},
-		{"add", "."},
-		{"commit", "--quiet", "-m", "The demo pipeline"},
-	}
-	for _, s := range steps {
-		if err := git(repo, s...); err != nil {
-			return "", err
-		}
-	}
-	return repo, nil
-}
-
-// git runs git in dir with an identity of its own, so that the demo works
-// on a machine without one.
-func git(dir string, args ...string) error {
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Kiln demo", "GIT_AUTHOR_EMAIL=demo@kiln.invalid",
-		"GIT_COMMITTER_NAME=Kiln demo", "GIT_COMMITTER_EMAIL=demo@kiln.invalid")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return repo, gitrepo.FromDir(example, repo, "The demo pipeline")
 }

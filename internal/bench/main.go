@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/proto/kilnpb"
 	"github.com/kilnci/kiln/server"
 	"github.com/kilnci/kiln/worker"
@@ -248,11 +249,11 @@ func (b *bench) workers(n, slots int) func() {
 }
 
 func (b *bench) create(name string) error {
-	repo, err := gitRepo(filepath.Join("testdata", "pipelines", name), filepath.Join(b.dir, name+".git"))
-	if err != nil {
+	repo := filepath.Join(b.dir, name+".git")
+	if err := gitrepo.FromDir(filepath.Join("testdata", "pipelines", name), repo, "bench"); err != nil {
 		return err
 	}
-	_, err = b.build(b.api.CreatePipeline(b.ctx, &kilnpb.CreatePipelineRequest{
+	_, err := b.build(b.api.CreatePipeline(b.ctx, &kilnpb.CreatePipelineRequest{
 		Name: name, Source: "file://" + repo}))
 	return err
 }
@@ -303,23 +304,6 @@ func (b *bench) runOnce(name string) (time.Duration, error) {
 		return 0, fmt.Errorf("run %d of %s %s: %s", r.Id, name, r.Status, r.Reason)
 	}
 	return time.Since(begin), nil
-}
-
-func gitRepo(src, repo string) (string, error) {
-	if err := os.CopyFS(repo, os.DirFS(src)); err != nil {
-		return "", err
-	}
-	for _, args := range [][]string{{"init", "--quiet", "--initial-branch=main"}, {"add", "."},
-		{"commit", "--quiet", "-m", "bench"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=bench@kiln.invalid",
-			"GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=bench@kiln.invalid")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("git %v: %v: %s", args, err, out)
-		}
-	}
-	return repo, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
