@@ -62,7 +62,8 @@ func start(t *testing.T, name string) *Plugin {
 	return p
 }
 
-func execute(t *testing.T, p *Plugin, ctx context.Context, job string) (*pluginpb.Result, string, error) {
+func execute(t *testing.T, p *Plugin, ctx context.Context,
+	job string) (*pluginpb.Result, string, error) {
 	t.Helper()
 	var log bytes.Buffer
 	res, err := p.Execute(ctx, &pluginpb.ExecuteRequest{Job: job, Workspace: t.TempDir(),

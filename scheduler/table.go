@@ -114,7 +114,8 @@ type Heartbeat struct {
 
 // Heartbeat renews the worker and the leases of the attempts it runs. It
 // returns the reported attempts the worker must stop.
-func (e *Engine) Heartbeat(id uint64, session string, hb Heartbeat, now time.Time) ([]uint64, error) {
+func (e *Engine) Heartbeat(id uint64, session string, hb Heartbeat,
+	now time.Time) ([]uint64, error) {
 	w, err := e.worker(id, session)
 	if err != nil {
 		return nil, err

@@ -63,7 +63,8 @@ func (g *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 }
 
 // GRPCClient returns a pluginpb.PipelineClient.
-func (g *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+func (g *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker,
+	c *grpc.ClientConn) (any, error) {
 	return pluginpb.NewPipelineClient(c), nil
 }
 
@@ -72,7 +73,8 @@ type server struct {
 	p Pipeline
 }
 
-func (s *server) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.Description, error) {
+func (s *server) Describe(context.Context,
+	*pluginpb.DescribeRequest) (*pluginpb.Description, error) {
 	return Describe(s.p), nil
 }
 

@@ -56,7 +56,8 @@ func checkWorkerName(name string) error {
 	return nil
 }
 
-func (l *link) Heartbeat(ctx context.Context, req *kilnpb.HeartbeatRequest) (*kilnpb.HeartbeatResponse, error) {
+func (l *link) Heartbeat(ctx context.Context,
+	req *kilnpb.HeartbeatRequest) (*kilnpb.HeartbeatResponse, error) {
 	s := l.s
 	id, err := s.workerOf(ctx)
 	if err != nil {
@@ -129,7 +130,8 @@ func (l *link) pump(stream kilnpb.Link_EventsServer, ws *workerStream) error {
 	}
 }
 
-func (l *link) Accept(ctx context.Context, req *kilnpb.AttemptRequest) (*kilnpb.AcceptResponse, error) {
+func (l *link) Accept(ctx context.Context,
+	req *kilnpb.AttemptRequest) (*kilnpb.AcceptResponse, error) {
 	s := l.s
 	id, err := s.workerOf(ctx)
 	if err != nil {
@@ -183,7 +185,8 @@ func (l *link) UploadLog(stream kilnpb.Link_UploadLogServer) error {
 	}
 }
 
-func (l *link) Finish(ctx context.Context, req *kilnpb.FinishRequest) (*kilnpb.FinishResponse, error) {
+func (l *link) Finish(ctx context.Context,
+	req *kilnpb.FinishRequest) (*kilnpb.FinishResponse, error) {
 	s := l.s
 	id, err := s.workerOf(ctx)
 	if err != nil {
@@ -210,7 +213,8 @@ func (l *link) Finish(ctx context.Context, req *kilnpb.FinishRequest) (*kilnpb.F
 	return &kilnpb.FinishResponse{}, nil
 }
 
-func (l *link) FetchBinary(req *kilnpb.FetchBinaryRequest, stream kilnpb.Link_FetchBinaryServer) error {
+func (l *link) FetchBinary(req *kilnpb.FetchBinaryRequest,
+	stream kilnpb.Link_FetchBinaryServer) error {
 	digest, err := l.binaryFor(stream.Context(), req)
 	if err != nil {
 		return err

@@ -44,7 +44,8 @@ func (m *master) Logs(req *kilnpb.LogsRequest, stream kilnpb.Master_LogsServer) 
 
 // jobLog streams one job's log, attempt after attempt. Following, it waits
 // for the job to start, for new bytes, and for the job to end.
-func (m *master) jobLog(stream kilnpb.Master_LogsServer, run uint64, job string, follow bool) error {
+func (m *master) jobLog(stream kilnpb.Master_LogsServer, run uint64, job string,
+	follow bool) error {
 	ctx := stream.Context()
 	sent := map[uint64]int64{}
 	buf := make([]byte, 256<<10)

@@ -68,14 +68,16 @@ func sendVersion(stream buildStream, v *kilnpb.Version, err error) error {
 	return userError(err)
 }
 
-func (m *master) CreatePipeline(req *kilnpb.CreatePipelineRequest, stream kilnpb.Master_CreatePipelineServer) error {
+func (m *master) CreatePipeline(req *kilnpb.CreatePipelineRequest,
+	stream kilnpb.Master_CreatePipelineServer) error {
 	_, v, err := m.s.reg.Create(stream.Context(), registry.CreateRequest{
 		Name: req.Name, Source: req.Source, Ref: req.Ref, Dir: req.Dir,
 	}, progress(stream))
 	return sendVersion(stream, v, err)
 }
 
-func (m *master) Recompile(req *kilnpb.RecompileRequest, stream kilnpb.Master_RecompileServer) error {
+func (m *master) Recompile(req *kilnpb.RecompileRequest,
+	stream kilnpb.Master_RecompileServer) error {
 	v, err := m.s.reg.Build(stream.Context(), req.Name, req.Ref, progress(stream))
 	if v != nil {
 		m.s.log.Info("version built", "pipeline", req.Name, "version", v.Version,
@@ -89,7 +91,8 @@ func (m *master) Pin(req *kilnpb.PinRequest, stream kilnpb.Master_PinServer) err
 	return sendVersion(stream, v, err)
 }
 
-func (m *master) ListPipelines(context.Context, *kilnpb.ListPipelinesRequest) (*kilnpb.ListPipelinesResponse, error) {
+func (m *master) ListPipelines(context.Context,
+	*kilnpb.ListPipelinesRequest) (*kilnpb.ListPipelinesResponse, error) {
 	ps, err := m.s.reg.List()
 	if err != nil {
 		return nil, userError(err)
@@ -97,12 +100,14 @@ func (m *master) ListPipelines(context.Context, *kilnpb.ListPipelinesRequest) (*
 	return &kilnpb.ListPipelinesResponse{Pipelines: ps}, nil
 }
 
-func (m *master) GetPipeline(_ context.Context, req *kilnpb.GetPipelineRequest) (*kilnpb.Pipeline, error) {
+func (m *master) GetPipeline(_ context.Context,
+	req *kilnpb.GetPipelineRequest) (*kilnpb.Pipeline, error) {
 	p, err := m.s.reg.Get(req.Name)
 	return p, userError(err)
 }
 
-func (m *master) DeletePipeline(_ context.Context, req *kilnpb.DeletePipelineRequest) (*kilnpb.DeletePipelineResponse, error) {
+func (m *master) DeletePipeline(_ context.Context,
+	req *kilnpb.DeletePipelineRequest) (*kilnpb.DeletePipelineResponse, error) {
 	if n := m.s.activeRuns(req.Name); n > 0 {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"pipeline %q has %d runs in progress: cancel them first (ci runs cancel ID)", req.Name, n)
@@ -114,7 +119,8 @@ func (m *master) DeletePipeline(_ context.Context, req *kilnpb.DeletePipelineReq
 	return &kilnpb.DeletePipelineResponse{}, nil
 }
 
-func (m *master) ListVersions(_ context.Context, req *kilnpb.ListVersionsRequest) (*kilnpb.ListVersionsResponse, error) {
+func (m *master) ListVersions(_ context.Context,
+	req *kilnpb.ListVersionsRequest) (*kilnpb.ListVersionsResponse, error) {
 	vs, err := m.s.reg.Versions(req.Name)
 	if err != nil {
 		return nil, userError(err)
@@ -153,7 +159,8 @@ func (m *master) WatchRun(req *kilnpb.GetRunRequest, stream kilnpb.Master_WatchR
 	}
 }
 
-func (m *master) ListRuns(_ context.Context, req *kilnpb.ListRunsRequest) (*kilnpb.ListRunsResponse, error) {
+func (m *master) ListRuns(_ context.Context,
+	req *kilnpb.ListRunsRequest) (*kilnpb.ListRunsResponse, error) {
 	limit := int(req.Limit)
 	if limit == 0 {
 		limit = 50
@@ -192,7 +199,8 @@ func (m *master) CancelRun(_ context.Context, req *kilnpb.CancelRunRequest) (*ki
 	return r, userError(err)
 }
 
-func (m *master) ListWorkers(context.Context, *kilnpb.ListWorkersRequest) (*kilnpb.ListWorkersResponse, error) {
+func (m *master) ListWorkers(context.Context,
+	*kilnpb.ListWorkersRequest) (*kilnpb.ListWorkersResponse, error) {
 	s := m.s
 	s.mu.Lock()
 	ws := s.eng.Workers()
@@ -205,11 +213,13 @@ func (m *master) ListWorkers(context.Context, *kilnpb.ListWorkersRequest) (*kiln
 	return out, nil
 }
 
-func (m *master) SuspendWorker(_ context.Context, req *kilnpb.WorkerRequest) (*kilnpb.Worker, error) {
+func (m *master) SuspendWorker(_ context.Context,
+	req *kilnpb.WorkerRequest) (*kilnpb.Worker, error) {
 	return m.s.setSuspended(req.Name, true)
 }
 
-func (m *master) ResumeWorker(_ context.Context, req *kilnpb.WorkerRequest) (*kilnpb.Worker, error) {
+func (m *master) ResumeWorker(_ context.Context,
+	req *kilnpb.WorkerRequest) (*kilnpb.Worker, error) {
 	return m.s.setSuspended(req.Name, false)
 }
 

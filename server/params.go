@@ -12,7 +12,8 @@ import (
 // ResolveParams checks a run's parameters against the pipeline's
 // declaration and fills in defaults. Errors name the parameter and what it
 // accepts.
-func ResolveParams(pipeline string, decl []*pluginpb.Param, given map[string]string) (map[string]string, error) {
+func ResolveParams(pipeline string, decl []*pluginpb.Param,
+	given map[string]string) (map[string]string, error) {
 	byName := map[string]*pluginpb.Param{}
 	for _, p := range decl {
 		byName[p.Name] = p

@@ -70,7 +70,8 @@ func TestMutatingCallsNeedTheToken(t *testing.T) {
 		t.Fatalf("no token: %v", err)
 	}
 	bad := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer nope")
-	if _, err := api.SuspendWorker(bad, &kilnpb.WorkerRequest{Name: "w"}); status.Code(err) != codes.Unauthenticated {
+	_, err = api.SuspendWorker(bad, &kilnpb.WorkerRequest{Name: "w"})
+	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("wrong token: %v", err)
 	}
 	good := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.AdminToken())
@@ -86,10 +87,12 @@ func TestWorkerCallsNeedASession(t *testing.T) {
 	link := kilnpb.NewLinkClient(conn)
 	ctx := context.Background()
 
-	if _, err := link.Join(ctx, &kilnpb.JoinRequest{Secret: "wrong", Name: "w"}); status.Code(err) != codes.PermissionDenied {
+	_, err := link.Join(ctx, &kilnpb.JoinRequest{Secret: "wrong", Name: "w"})
+	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("join with a wrong secret: %v", err)
 	}
-	if _, err := link.Heartbeat(ctx, &kilnpb.HeartbeatRequest{Healthy: true}); status.Code(err) != codes.Unauthenticated {
+	_, err = link.Heartbeat(ctx, &kilnpb.HeartbeatRequest{Healthy: true})
+	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("heartbeat without a session: %v", err)
 	}
 	resp, err := link.Join(ctx, &kilnpb.JoinRequest{Secret: s.WorkerSecret(), Name: "w", Slots: 1})
@@ -97,7 +100,8 @@ func TestWorkerCallsNeedASession(t *testing.T) {
 		t.Fatal(err)
 	}
 	forged := metadata.AppendToOutgoingContext(ctx, mdWorker, "1", mdSession, "forged")
-	if _, err := link.Heartbeat(forged, &kilnpb.HeartbeatRequest{Healthy: true}); status.Code(err) != codes.Unauthenticated {
+	_, err = link.Heartbeat(forged, &kilnpb.HeartbeatRequest{Healthy: true})
+	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("heartbeat with a forged session: %v", err)
 	}
 	real := metadata.AppendToOutgoingContext(ctx, mdWorker, "1", mdSession, resp.Session)

@@ -75,7 +75,8 @@ func TestWorkerOfAnotherPlatformGetsABinaryBuiltForIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]elf.Machine{"arm64": elf.EM_AARCH64, "amd64": elf.EM_X86_64}[other]; f.Machine != want {
+	want := map[string]elf.Machine{"arm64": elf.EM_AARCH64, "amd64": elf.EM_X86_64}[other]
+	if f.Machine != want {
 		t.Fatalf("variant is for %v, want %v", f.Machine, want)
 	}
 }

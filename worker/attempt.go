@@ -86,7 +86,8 @@ func (w *Worker) run(at *attempt) {
 
 // execute runs the job and uploads its log. It never fails: what goes
 // wrong becomes the job's error.
-func (w *Worker) execute(at *attempt, log interface{ Info(string, ...any) }) (*pluginpb.Result, int64) {
+func (w *Worker) execute(at *attempt,
+	log interface{ Info(string, ...any) }) (*pluginpb.Result, int64) {
 	a := at.a
 	up := newUploader(w, a.AttemptId, filepath.Join(w.cfg.DataDir, "spool",
 		strconv.FormatUint(a.AttemptId, 10)+".log"))

@@ -106,7 +106,8 @@ func (o *demoOptions) dataDir() (string, func(), error) {
 
 // createAndRun creates the demo pipeline, showing the build's progress,
 // then runs it and follows it to its end.
-func (o *demoOptions) createAndRun(cmd *cobra.Command, c *client, source string) (*kilnpb.Run, error) {
+func (o *demoOptions) createAndRun(cmd *cobra.Command, c *client,
+	source string) (*kilnpb.Run, error) {
 	ctx := cmd.Context()
 	stream, err := c.CreatePipeline(ctx, &kilnpb.CreatePipelineRequest{Name: "demo", Source: source})
 	if err != nil {
@@ -132,7 +133,8 @@ func (o *demoOptions) createAndRun(cmd *cobra.Command, c *client, source string)
 
 // startDemoFleet starts a master on loopback ports and two workers joined
 // to it, in this process. stop ends them all.
-func startDemoFleet(ctx context.Context, data string, logger *slog.Logger) (*server.Server, func(), error) {
+func startDemoFleet(ctx context.Context, data string,
+	logger *slog.Logger) (*server.Server, func(), error) {
 	srv, err := server.New(server.Config{
 		DataDir: filepath.Join(data, "master"), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		HeartbeatInterval: time.Second, Logger: logger.With("process", "master"),

@@ -73,7 +73,8 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 // a worker to it.
 func printJoinHelp(w io.Writer, grpcAddr, httpAddr, data string) {
 	fmt.Fprintf(w, "kiln master: API on %s, HTTP on %s, data in %s\n", grpcAddr, httpAddr, data)
-	fmt.Fprintf(w, "join a worker:\n  ci worker --master %s --secret-file %s --name worker-1 --data kiln-worker-1\n",
+	fmt.Fprintf(w, "join a worker:\n  ci worker --master %s --secret-file %s "+
+		"--name worker-1 --data kiln-worker-1\n",
 		grpcAddr, filepath.Join(data, "worker.secret"))
 	fmt.Fprintf(w, "use the CLI:\n  export KILN_MASTER=%s KILN_TOKEN_FILE=%s\n", grpcAddr,
 		filepath.Join(data, "admin.token"))

@@ -42,7 +42,8 @@ func newWorkerCommand(*env) *cobra.Command {
 	host, _ := os.Hostname()
 	fs := cmd.Flags()
 	fs.StringVar(&o.master, "master", defaultMaster, "address of the master's API")
-	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the master's worker secret (DATA/worker.secret)")
+	fs.StringVar(&o.secretFile, "secret-file", "",
+		"file holding the master's worker secret (DATA/worker.secret)")
 	fs.StringVar(&o.name, "name", host, "the worker's name, unique among the master's workers")
 	fs.StringVar(&o.data, "data", "kiln-worker", "folder for binaries, workspaces and log spools")
 	fs.StringVar(&o.labels, "labels", "", "labels jobs can ask for, as k=v,k2=v2")

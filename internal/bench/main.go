@@ -258,7 +258,8 @@ func (b *bench) create(name string) error {
 	return err
 }
 
-func (b *bench) build(stream grpc.ServerStreamingClient[kilnpb.BuildEvent], err error) (*kilnpb.Version, error) {
+func (b *bench) build(stream grpc.ServerStreamingClient[kilnpb.BuildEvent],
+	err error) (*kilnpb.Version, error) {
 	if err != nil {
 		return nil, err
 	}

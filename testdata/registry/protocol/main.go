@@ -34,6 +34,7 @@ func (f *future) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientCon
 	return nil, nil
 }
 
-func (f *future) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.Description, error) {
+func (f *future) Describe(context.Context,
+	*pluginpb.DescribeRequest) (*pluginpb.Description, error) {
 	return &pluginpb.Description{Name: "protocol", SdkProtocol: 99, SdkVersion: "9.0.0"}, nil
 }
