@@ -66,6 +66,15 @@
 // at once share a single compile (singleflight), and every caller sees its
 // progress lines.
 //
+// # Other platforms
+//
+// A version is built for the master's GOOS/GOARCH. A worker of another
+// platform asks for the version's binary with its own; Variant then
+// compiles the version's commit for that platform once, with the build key
+// of that platform, and keeps it in the cache like any binary. Variants
+// are not described: the version's own binary, from the same commit,
+// already was.
+//
 // # Validation
 //
 // The binary is started through the host package with an environment of

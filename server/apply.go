@@ -107,7 +107,14 @@ func (s *Server) keepEndedLocked(r *kilnpb.Run) {
 	}
 	s.ended[r.Id] = r
 	for len(s.endedOrder) > keepEnded {
-		delete(s.ended, s.endedOrder[0])
+		old := s.ended[s.endedOrder[0]]
+		// Logs of attempts of a run this old are not taken any more.
+		for _, j := range old.Jobs {
+			for _, a := range j.History {
+				delete(s.owners, a.Id)
+			}
+		}
+		delete(s.ended, old.Id)
 		s.endedOrder = s.endedOrder[1:]
 	}
 }
