@@ -93,7 +93,10 @@ func (x *executor) run(ctx context.Context) (*scheduler.Run, error) {
 	eng := scheduler.New(scheduler.Config{TTL: 24 * time.Hour, AcceptTimeout: 24 * time.Hour,
 		NextAttemptID: func() uint64 { ids++; return ids }})
 	now := time.Now()
-	w, _ := eng.Join(scheduler.JoinInfo{Name: "local", Slots: x.cfg.Slots, Session: "local"}, now)
+	w, _, err := eng.Join(scheduler.JoinInfo{Name: "local", Slots: x.cfg.Slots, Session: "local"}, now)
+	if err != nil {
+		return nil, err
+	}
 	if err := eng.Connect(w.ID, "local", now); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,8 @@ var (
 	ErrUnknownWorker = errors.New("scheduler: unknown worker")
 	// ErrNoWorker is returned for a worker name the table does not hold.
 	ErrNoWorker = errors.New("scheduler: no such worker")
+	// ErrNameTaken is returned by Join for a name a live worker holds.
+	ErrNameTaken = errors.New("scheduler: the worker name is taken")
 	// ErrNoRun is returned for a run the engine does not hold.
 	ErrNoRun = errors.New("scheduler: no such run")
 	// ErrFinal is returned when cancelling a run that already ended.
@@ -101,8 +103,11 @@ type attemptRef struct {
 type Engine struct {
 	cfg Config
 
-	workers    map[uint64]*Worker
-	byName     map[string]*Worker
+	workers map[uint64]*Worker
+	byName  map[string]*Worker
+	// suspended holds the names of suspended workers, joined or not, so
+	// that a suspension outlives the worker's absence.
+	suspended  map[string]bool
 	lastID     uint64
 	lastPicked uint64
 
@@ -128,12 +133,13 @@ func New(cfg Config) *Engine {
 		cfg.DefaultRetries = 2
 	}
 	return &Engine{
-		cfg:      cfg,
-		workers:  map[uint64]*Worker{},
-		byName:   map[string]*Worker{},
-		runs:     map[uint64]*Run{},
-		attempts: map[uint64]attemptRef{},
-		changed:  map[uint64]*Run{},
+		cfg:       cfg,
+		workers:   map[uint64]*Worker{},
+		byName:    map[string]*Worker{},
+		suspended: map[string]bool{},
+		runs:      map[uint64]*Run{},
+		attempts:  map[uint64]attemptRef{},
+		changed:   map[uint64]*Run{},
 	}
 }
 

@@ -25,8 +25,11 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d); h.e.Tick(h.now) }
 
 func (h *harness) join(name string, slots int) uint64 {
-	w, _ := h.e.Join(JoinInfo{Name: name, Slots: slots, Session: name + "-s",
-		OS: "linux", Arch: "amd64"}, h.now)
+	w, _, err := h.e.Join(JoinInfo{Name: name, Slots: slots, Session: name + "-s",
+		Instance: name, OS: "linux", Arch: "amd64"}, h.now)
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	if err := h.e.Connect(w.ID, name+"-s", h.now); err != nil {
 		h.t.Fatal(err)
 	}
@@ -302,7 +305,11 @@ func TestRestoredRunKeepsAttemptOfAWorkerThatRejoins(t *testing.T) {
 	}}
 	h.e.Restore(run, h.now)
 
-	w, revoked := h.e.Join(JoinInfo{Name: "w1", Slots: 1, Session: "s", Running: []uint64{40, 41}}, h.now)
+	w, revoked, err := h.e.Join(JoinInfo{Name: "w1", Slots: 1, Session: "s",
+		Running: []uint64{40, 41}}, h.now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(revoked) != 1 || revoked[0] != 41 {
 		t.Fatalf("revoked = %v, want the unknown attempt 41", revoked)
 	}
@@ -358,5 +365,34 @@ func TestWorkerDetectedLostWithinTTL(t *testing.T) {
 	}
 	if at > h.e.TTL()+step {
 		t.Fatalf("lost after %s, want within the TTL %s", at, h.e.TTL())
+	}
+}
+
+func TestSecondWorkerUnderALiveNameIsRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.join("w1", 1)
+	_, _, err := h.e.Join(JoinInfo{Name: "w1", Slots: 1, Session: "other", Instance: "impostor"}, h.now)
+	if !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("err = %v, want ErrNameTaken", err)
+	}
+	// The same process rejoining is fine, and so is a new process once the
+	// old one is gone.
+	if _, _, err := h.e.Join(JoinInfo{Name: "w1", Slots: 1, Session: "again", Instance: "w1"}, h.now); err != nil {
+		t.Fatalf("rejoin of the same instance: %v", err)
+	}
+	h.now = h.now.Add(3 * time.Second)
+	if _, _, err := h.e.Join(JoinInfo{Name: "w1", Slots: 1, Session: "new", Instance: "restarted"}, h.now); err != nil {
+		t.Fatalf("join after the old one went silent: %v", err)
+	}
+}
+
+func TestSuspensionOnRecordAppliesWhenTheWorkerJoins(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.e.Presuspend([]string{"w1"})
+	id := h.join("w1", 1)
+	if w, _ := h.e.Worker(id); w.State(h.now, h.e.TTL()) != Suspended {
+		t.Fatalf("state = %s, want suspended", w.State(h.now, h.e.TTL()))
 	}
 }

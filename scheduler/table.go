@@ -16,29 +16,39 @@ type JoinInfo struct {
 	Labels   map[string]string
 	Slots    int
 	Session  string
+	Instance string
 	// Running lists attempts the worker still runs from before.
 	Running []uint64
 }
 
 // Join adds a worker to the table, or takes back a known name: the worker
 // keeps its ID and whether it was suspended. It returns the worker and the
-// attempts of info.Running that the worker must stop.
-func (e *Engine) Join(info JoinInfo, now time.Time) (Worker, []uint64) {
+// attempts of info.Running that the worker must stop. A name held by a
+// live worker of another process is refused with ErrNameTaken: two
+// workers under one name would take each other's jobs away.
+func (e *Engine) Join(info JoinInfo, now time.Time) (Worker, []uint64, error) {
 	w := e.byName[info.Name]
+	if w != nil && w.Instance != info.Instance && w.Connected &&
+		now.Sub(w.LastSeen) <= e.cfg.TTL {
+		return w.clone(), nil, fmt.Errorf("worker name %q is held by a live worker on %s: %w",
+			info.Name, w.Hostname, ErrNameTaken)
+	}
 	if w == nil {
 		e.lastID++
-		w = &Worker{ID: e.lastID, Name: info.Name, Joined: now, Running: map[uint64]bool{}}
+		w = &Worker{ID: e.lastID, Name: info.Name, Joined: now, Running: map[uint64]bool{},
+			Suspended: e.suspended[info.Name]}
 		e.workers[w.ID] = w
 		e.byName[w.Name] = w
 	}
 	w.Hostname, w.OS, w.Arch = info.Hostname, info.OS, info.Arch
 	w.Labels, w.Slots, w.Session = maps.Clone(info.Labels), max(info.Slots, 1), info.Session
+	w.Instance = info.Instance
 	w.LastSeen, w.Healthy, w.Draining, w.Reason = now, true, false, ""
 	w.Connected = false
 
 	revoked := e.adopt(w, info.Running, now)
 	e.dispatch(now)
-	return w.clone(), revoked
+	return w.clone(), revoked, nil
 }
 
 // adopt reconciles the attempts a worker reports with the table: live
@@ -167,10 +177,19 @@ func (e *Engine) setSuspended(name string, on bool, now time.Time) (Worker, erro
 		return Worker{}, fmt.Errorf("worker %q: %w", name, ErrNoWorker)
 	}
 	w.Suspended = on
+	e.suspended[name] = on
 	if !on {
 		e.dispatch(now)
 	}
 	return w.clone(), nil
+}
+
+// Presuspend marks names as suspended before their workers join, for a
+// master that restarts with suspensions on record.
+func (e *Engine) Presuspend(names []string) {
+	for _, n := range names {
+		e.suspended[n] = true
+	}
 }
 
 // Workers returns a copy of the table, ordered by ID.

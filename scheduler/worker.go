@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -32,6 +33,8 @@ type Worker struct {
 	// Session identifies the worker's current connection; a call carrying
 	// an older session is from a worker that has since rejoined.
 	Session string
+	// Instance identifies the worker's process.
+	Instance string
 
 	Joined   time.Time
 	LastSeen time.Time
@@ -93,4 +96,19 @@ func (w *Worker) Fits(labels map[string]string, os, arch string) bool {
 // sortedIDs returns the keys of m in ascending order.
 func sortedIDs[V any](m map[uint64]V) []uint64 {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// CheckWorkerName refuses a worker name that is empty, longer than 64, or
+// holds anything but letters, digits, '.', '_' and '-': names are shown in
+// tables and used as keys.
+func CheckWorkerName(name string) error {
+	ok := name != "" && len(name) <= 64
+	for _, r := range name {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			r == '.' || r == '_' || r == '-')
+	}
+	if !ok {
+		return fmt.Errorf("worker name %q: use 1 to 64 letters, digits, '.', '_' or '-'", name)
+	}
+	return nil
 }

@@ -3,9 +3,7 @@ package server
 import (
 	"crypto/subtle"
 	"errors"
-	"fmt"
 	"io"
-	"strings"
 
 	"context"
 	"google.golang.org/grpc/codes"
@@ -29,31 +27,30 @@ func (l *link) Join(ctx context.Context, req *kilnpb.JoinRequest) (*kilnpb.JoinR
 		return nil, status.Error(codes.PermissionDenied,
 			"wrong worker secret: use the master's DATA/worker.secret")
 	}
-	if err := checkWorkerName(req.Name); err != nil {
+	if err := scheduler.CheckWorkerName(req.Name); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	session := randomHex(16)
 	s.mu.Lock()
-	w, revoked := s.eng.Join(scheduler.JoinInfo{
+	w, revoked, err := s.eng.Join(scheduler.JoinInfo{
 		Name: req.Name, Hostname: req.Hostname, OS: req.Goos, Arch: req.Goarch,
-		Labels: req.Labels, Slots: int(req.Slots), Session: session, Running: req.Running,
+		Labels: req.Labels, Slots: int(req.Slots), Session: session, Instance: req.Instance,
+		Running: req.Running,
 	}, s.now())
 	gen := s.applyLocked()
 	s.mu.Unlock()
+	if err != nil {
+		s.log.Warn("worker refused: name taken", "worker", req.Name, "hostname", req.Hostname,
+			"holder", w.Hostname)
+		return nil, status.Errorf(codes.AlreadyExists, "worker name %q is held by a live worker "+
+			"on %s: give this worker another --name", req.Name, w.Hostname)
+	}
 	s.saver.wait(gen)
 
 	s.log.Info("worker joined", "worker", w.Name, "worker_id", w.ID, "hostname", w.Hostname,
 		"slots", w.Slots, "running", len(req.Running), "revoked", len(revoked))
 	return &kilnpb.JoinResponse{WorkerId: w.ID, Session: session,
 		HeartbeatMs: s.cfg.HeartbeatInterval.Milliseconds(), Revoked: revoked}, nil
-}
-
-func checkWorkerName(name string) error {
-	if name == "" || len(name) > 64 || strings.ContainsAny(name, " \t\n/\\") {
-		return fmt.Errorf("worker name %q is not allowed: use up to 64 letters, digits, "+
-			"dots, dashes and underscores", name)
-	}
-	return nil
 }
 
 func (l *link) Heartbeat(ctx context.Context,

@@ -237,6 +237,9 @@ func (s *Server) setSuspended(name string, on bool) (*kilnpb.Worker, error) {
 	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "no worker named %q: see ci workers list", name)
 	}
+	if err := s.store.SetSuspended(name, on); err != nil {
+		return nil, status.Errorf(codes.Internal, "record the suspension of %q: %v", name, err)
+	}
 	s.log.Info("worker suspension changed", "worker", name, "suspended", on)
 	return workerToProto(w, s.now(), s.eng.TTL()), nil
 }

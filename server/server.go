@@ -166,6 +166,11 @@ func (s *Server) open() error {
 	})
 	s.saver = newSaver(s.store, s.log)
 	s.metrics = newMetrics(s)
+	suspended, err := s.store.Suspended()
+	if err != nil {
+		return err
+	}
+	s.eng.Presuspend(suspended)
 	return s.restore()
 }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,9 @@ type attemptKey struct {
 
 type attemptLog struct {
 	f *os.File
+	// mark holds received on disk, so that a master that restarts knows
+	// how much of a stream it has and does not take a resent part twice.
+	mark *os.File
 	// received counts the bytes of the worker's stream, kept or dropped;
 	// offsets of chunks refer to it.
 	received int64
@@ -86,6 +90,9 @@ func (l *Logs) Append(run uint64, job string, attempt uint64, offset int64,
 		return a.received, err
 	}
 	a.received += int64(len(data))
+	if err := a.saveReceived(); err != nil {
+		return a.received, err
+	}
 	l.wakeLocked(k.jobKey)
 	return a.received, nil
 }
@@ -149,6 +156,7 @@ func (l *Logs) Close(run uint64, job string, attempt uint64) {
 	k := attemptKey{jobKey{run, job}, attempt}
 	if a := l.open[k]; a != nil {
 		a.f.Close()
+		a.mark.Close()
 		delete(l.open, k)
 	}
 	l.wakeLocked(k.jobKey)
@@ -186,12 +194,28 @@ func (l *Logs) attemptLocked(k attemptKey) (*attemptLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open log: %w", err)
 	}
-	// TODO(kiln): after a master restart, received restarts at 0 for an
-	// attempt that was mid-upload; keep it beside the file so that a
-	// resumed upload is not written twice.
-	a := &attemptLog{f: f}
+	mark, err := os.OpenFile(path+".received", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: open log: %w", err)
+	}
+	a := &attemptLog{f: f, mark: mark}
+	var b [8]byte
+	if n, _ := mark.ReadAt(b[:], 0); n == 8 {
+		a.received = int64(binary.BigEndian.Uint64(b[:]))
+	}
 	l.open[k] = a
 	return a, nil
+}
+
+// saveReceived writes received beside the log. It is not synced: after a
+// crash of the machine itself the worker's resend may repeat what the
+// page cache lost with it.
+func (a *attemptLog) saveReceived() error {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(a.received))
+	_, err := a.mark.WriteAt(b[:], 0)
+	return err
 }
 
 func (l *Logs) jobLocked(k jobKey) *jobLog {

@@ -15,6 +15,8 @@
 //	    <run id> -> empty
 //	sequences
 //	  attempts -> uint64, the highest attempt ID handed out
+//	workers_suspended
+//	  <worker name> -> empty; suspended by an operator
 //
 // IDs are big-endian uint64 so that keys sort by ID.
 package store
@@ -51,6 +53,7 @@ var (
 	bucketActive     = []byte("runs_active")
 	bucketByPipeline = []byte("runs_by_pipeline")
 	bucketSequences  = []byte("sequences")
+	bucketSuspended  = []byte("workers_suspended")
 	keySchema        = []byte("schema")
 	keyAttempts      = []byte("attempts")
 )
@@ -97,7 +100,8 @@ func upgrade(tx *bolt.Tx) error {
 		return fmt.Errorf("%w (schema %d, this Kiln reads %d): upgrade ci",
 			ErrNewerSchema, version, SchemaVersion)
 	}
-	for _, b := range [][]byte{bucketRuns, bucketActive, bucketByPipeline, bucketSequences} {
+	for _, b := range [][]byte{bucketRuns, bucketActive, bucketByPipeline, bucketSequences,
+		bucketSuspended} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
@@ -256,6 +260,55 @@ func (s *Store) Unfinished() ([]*kilnpb.Run, error) {
 		})
 	})
 	return out, err
+}
+
+// SetSuspended records whether the named worker is suspended, so that a
+// suspension outlives a restart of the master.
+func (s *Store) SetSuspended(name string, on bool) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSuspended)
+		if on {
+			return b.Put([]byte(name), nil)
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
+// Suspended returns the names of the suspended workers.
+func (s *Store) Suspended() ([]string, error) {
+	var names []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSuspended).ForEach(func(k, _ []byte) error {
+			names = append(names, string(k))
+			return nil
+		})
+	})
+	return names, err
+}
+
+// DeleteRuns removes every run of a pipeline, for a pipeline that is
+// deleted, and returns their IDs.
+func (s *Store) DeleteRuns(pipeline string) ([]uint64, error) {
+	var ids []uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		byP := tx.Bucket(bucketByPipeline)
+		b := byP.Bucket([]byte(pipeline))
+		if b == nil {
+			return nil
+		}
+		err := b.ForEach(func(k, _ []byte) error {
+			ids = append(ids, binary.BigEndian.Uint64(k))
+			if err := tx.Bucket(bucketRuns).Delete(k); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketActive).Delete(k)
+		})
+		if err != nil {
+			return err
+		}
+		return byP.DeleteBucket([]byte(pipeline))
+	})
+	return ids, err
 }
 
 func u64(v uint64) []byte {

@@ -159,3 +159,23 @@ func TestLogCapKeepsThePrefixAndMarksTheCut(t *testing.T) {
 		t.Fatalf("second attempt log = %q", got)
 	}
 }
+
+func TestLogResentAfterAMasterRestartIsNotWrittenTwice(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first := NewLogs(dir, 0)
+	if _, err := first.Append(1, "build", 3, 0, []byte("tick 1\ntick 2\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The master dies without closing anything; a new one takes the
+	// worker's whole stream again.
+	second := NewLogs(dir, 0)
+	n, err := second.Append(1, "build", 3, 0, []byte("tick 1\ntick 2\ntick 3\n"))
+	if err != nil || n != 21 {
+		t.Fatalf("resend: n=%d err=%v", n, err)
+	}
+	second.Close(1, "build", 3)
+	if got := readLog(t, second, 3); got != "tick 1\ntick 2\ntick 3\n" {
+		t.Fatalf("log = %q", got)
+	}
+}

@@ -12,6 +12,8 @@ package worker
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,6 +80,8 @@ type Worker struct {
 	sessions map[uint64]*session // guarded by mu: pipeline programs by run
 	spares   map[string]*spare   // guarded by mu: started programs by digest
 	interval time.Duration       // guarded by mu
+	joined   bool                // guarded by mu: it joined at least once
+	instance string              // random, for this process
 	wake     chan struct{}       // closed when attempts change
 
 	wg sync.WaitGroup
@@ -88,6 +92,8 @@ type Worker struct {
 	kill context.CancelFunc
 	// hb asks the heartbeat loop for a heartbeat now.
 	hb chan struct{}
+	// lock holds the data folder while the worker lives.
+	lock *os.File
 }
 
 // New checks the configuration and prepares the data folder. Run joins.
@@ -116,17 +122,23 @@ func New(cfg Config) (*Worker, error) {
 			return nil, fmt.Errorf("worker: data folder: %w", err)
 		}
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := grpc.NewClient(cfg.Master,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(8<<20)))
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("worker: master address %q: %w", cfg.Master, err)
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, conn: conn, link: kilnpb.NewLinkClient(conn),
+	w := &Worker{lock: lock, cfg: cfg, log: cfg.Logger, conn: conn, link: kilnpb.NewLinkClient(conn),
 		attempts: map[uint64]*attempt{}, sessions: map[uint64]*session{},
 		spares: map[string]*spare{},
 		wake:   make(chan struct{}), hb: make(chan struct{}, 1)}
 	w.life, w.kill = context.WithCancel(context.Background())
+	w.instance = randomID()
 	w.bins = &binaries{dir: filepath.Join(cfg.DataDir, "bin"), link: w.link, auth: w.auth,
 		variants: map[string]string{}}
 	return w, nil
@@ -147,14 +159,21 @@ func DefaultEnv() []string {
 	return env
 }
 
-// ErrSecret is returned by Run when the master refuses the secret.
-var ErrSecret = errors.New("worker: the master refused the worker secret")
+// Errors that end Run: the master refused the worker for good.
+var (
+	// ErrSecret is returned when the master refuses the secret.
+	ErrSecret = errors.New("worker: the master refused the worker secret")
+	// ErrRefused is returned when the master refuses the worker's name or
+	// announcement at its first join.
+	ErrRefused = errors.New("worker: the master refused to let the worker join")
+)
 
 // Run serves the master until ctx ends, then drains: it takes no new work,
 // finishes the jobs it runs and reports them, and returns. Kill ends the
 // drain early. Connection failures are retried with backoff; only a
 // refused secret ends Run early.
 func (w *Worker) Run(ctx context.Context) error {
+	defer w.lock.Close()
 	defer w.conn.Close()
 	defer w.kill()
 
@@ -214,7 +233,7 @@ func (w *Worker) connectLoop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrSecret) {
+		if errors.Is(err, ErrSecret) || errors.Is(err, ErrRefused) {
 			return err
 		}
 		w.log.Warn("connection to master lost; retrying", "err", err, "in", backoff)
@@ -255,16 +274,26 @@ func (w *Worker) join(ctx context.Context) error {
 	resp, err := w.link.Join(ctx, &kilnpb.JoinRequest{
 		Secret: w.cfg.Secret, Name: w.cfg.Name, Hostname: host, Goos: runtime.GOOS,
 		Goarch: runtime.GOARCH, Labels: w.cfg.Labels, Slots: uint32(w.cfg.Slots),
-		Running: running,
+		Running: running, Instance: w.instance,
 	})
-	if status.Code(err) == codes.PermissionDenied {
+	switch status.Code(err) {
+	case codes.PermissionDenied:
 		return fmt.Errorf("%w: %s", ErrSecret, status.Convert(err).Message())
+	case codes.InvalidArgument, codes.AlreadyExists:
+		// A worker that was in the table before may find its own old
+		// connection still holding its name for a moment; it retries.
+		w.mu.Lock()
+		joined := w.joined
+		w.mu.Unlock()
+		if !joined {
+			return fmt.Errorf("%w: %s", ErrRefused, status.Convert(err).Message())
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
 	w.mu.Lock()
-	w.id, w.session = resp.WorkerId, resp.Session
+	w.id, w.session, w.joined = resp.WorkerId, resp.Session, true
 	w.interval = time.Duration(resp.HeartbeatMs) * time.Millisecond
 	w.mu.Unlock()
 	for _, id := range resp.Revoked {
@@ -376,6 +405,12 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	crand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func oneLine(s string) string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kilnci/kiln/scheduler"
 	"github.com/kilnci/kiln/worker"
 )
 
@@ -76,7 +77,11 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 	}
 	secret, err := readToken(o.secretFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("worker secret: %v: pass the master's DATA/worker.secret with "+
+			"--secret-file", strings.ReplaceAll(err.Error(), "token file", "secret file"))
+	}
+	if err := scheduler.CheckWorkerName(o.name); err != nil {
+		return usageErrorf(cmd, "%v", err)
 	}
 	data, err := filepath.Abs(o.data)
 	if err != nil {
@@ -91,12 +96,11 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 	}
 	ctx, stop := drainOnSignal(w)
 	defer stop()
-	if err := w.Run(ctx); errors.Is(err, worker.ErrSecret) {
+	err = w.Run(ctx)
+	if errors.Is(err, worker.ErrSecret) {
 		return fmt.Errorf("%v: pass the master's DATA/worker.secret with --secret-file", err)
-	} else if err != nil {
-		return err
 	}
-	return nil
+	return err
 }
 
 // drainOnSignal returns a context that ends at the first SIGTERM or

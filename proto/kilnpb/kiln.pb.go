@@ -1923,8 +1923,11 @@ type JoinRequest struct {
 	Slots    uint32                 `protobuf:"varint,7,opt,name=slots,proto3" json:"slots,omitempty"`
 	// running lists the attempts the worker still runs from before it
 	// (re)joined, so that a restarted master can keep them.
-	Running       []uint64 `protobuf:"varint,8,rep,packed,name=running,proto3" json:"running,omitempty"`
-	Version       string   `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
+	Running []uint64 `protobuf:"varint,8,rep,packed,name=running,proto3" json:"running,omitempty"`
+	Version string   `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
+	// instance is random per worker process: a join under a name that a
+	// live worker of another instance holds is refused.
+	Instance      string `protobuf:"bytes,10,opt,name=instance,proto3" json:"instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2018,6 +2021,13 @@ func (x *JoinRequest) GetRunning() []uint64 {
 func (x *JoinRequest) GetVersion() string {
 	if x != nil {
 		return x.Version
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetInstance() string {
+	if x != nil {
+		return x.Instance
 	}
 	return ""
 }
@@ -3074,7 +3084,7 @@ const file_kiln_proto_rawDesc = "" +
 	"\x13ListWorkersResponse\x12)\n" +
 	"\aworkers\x18\x01 \x03(\v2\x0f.kiln.v1.WorkerR\aworkers\"#\n" +
 	"\rWorkerRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xc0\x02\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xdc\x02\n" +
 	"\vJoinRequest\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -3084,7 +3094,9 @@ const file_kiln_proto_rawDesc = "" +
 	"\x06labels\x18\x06 \x03(\v2 .kiln.v1.JoinRequest.LabelsEntryR\x06labels\x12\x14\n" +
 	"\x05slots\x18\a \x01(\rR\x05slots\x12\x18\n" +
 	"\arunning\x18\b \x03(\x04R\arunning\x12\x18\n" +
-	"\aversion\x18\t \x01(\tR\aversion\x1a9\n" +
+	"\aversion\x18\t \x01(\tR\aversion\x12\x1a\n" +
+	"\binstance\x18\n" +
+	" \x01(\tR\binstance\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x01\n" +
