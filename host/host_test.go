@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func TestDescribeReturnsTheGraph(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Name != "behave" || len(d.Jobs) != 9 || d.SdkProtocol != 1 {
+	if d.Name != "behave" || len(d.Jobs) != 10 || d.SdkProtocol != 1 {
 		t.Fatalf("description = %v", d)
 	}
 	if got := d.Jobs[1].DependsOn; len(got) != 1 || got[0] != "ok" {
@@ -180,6 +181,9 @@ func TestProgramThatDiesMidJobFailsTheJob(t *testing.T) {
 			if job == "crash" && !strings.Contains(err.Error(), "panic: giving up") {
 				t.Fatalf("err = %v, want the panic from its stderr", err)
 			}
+			if job == "exit" && !strings.Contains(err.Error(), "exit status 3") {
+				t.Fatalf("err = %v, want the exit status", err)
+			}
 		})
 	}
 }
@@ -210,5 +214,51 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestWhatAProgramPrintsReachesItsOutput(t *testing.T) {
+	t.Parallel()
+	path := programs["behave"]
+	var out lockedBuffer
+	p, err := Start(context.Background(), Config{Path: path, Digest: digestOf(t, path), Output: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	if _, _, err := execute(t, p, context.Background(), "print"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		s := out.String()
+		return strings.Contains(s, "hello on stdout") && strings.Contains(s, "hello on stderr")
+	})
+}
+
+func TestPanicStackGoesToTheLogAndTheErrorStaysShort(t *testing.T) {
+	t.Parallel()
+	res, log, err := execute(t, start(t, "behave"), context.Background(), "panic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(res.Error, "goroutine") || !strings.Contains(log, "goroutine") {
+		t.Fatalf("error = %q; log = %q: want the stack in the log only", res.Error, log)
 	}
 }

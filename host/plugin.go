@@ -37,6 +37,11 @@ type Config struct {
 	StartTimeout time.Duration
 	// Logger gets one line per program start and stop; nil discards.
 	Logger *slog.Logger
+	// Output gets what the program writes to its stdout and stderr once it
+	// serves, outside any job's log (fmt.Println in a job, a crash's
+	// trace); nil discards it. The last of its stderr is kept either way,
+	// for the error of a program that dies.
+	Output io.Writer
 }
 
 // Plugin is a started pipeline program.
@@ -45,6 +50,7 @@ type Plugin struct {
 	pipeline pluginpb.PipelineClient
 	stderr   *tail
 	pid      int
+	cmd      *exec.Cmd
 	log      *slog.Logger
 
 	stopOnce sync.Once
@@ -73,6 +79,10 @@ func Start(ctx context.Context, cfg Config) (*Plugin, error) {
 	ownProcessGroup(cmd)
 
 	stderr := newTail(16 << 10)
+	out := cfg.Output
+	if out == nil {
+		out = io.Discard
+	}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          plugin.PluginSet{sdk.PluginName: &sdk.GRPCPlugin{}},
@@ -82,12 +92,12 @@ func Start(ctx context.Context, cfg Config) (*Plugin, error) {
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		StartTimeout:     cmp(cfg.StartTimeout, 30*time.Second),
-		Stderr:           stderr,
-		SyncStdout:       io.Discard,
-		SyncStderr:       stderr,
+		Stderr:           io.MultiWriter(stderr, out),
+		SyncStdout:       out,
+		SyncStderr:       io.MultiWriter(stderr, out),
 		Logger:           hclog.NewNullLogger(),
 	})
-	p := &Plugin{client: client, stderr: stderr, log: log}
+	p := &Plugin{client: client, stderr: stderr, log: log, cmd: cmd}
 
 	rpc, err := client.Client()
 	if err != nil {
@@ -113,6 +123,10 @@ func (p *Plugin) startError(err error) error {
 	// the one place that reads it.
 	if line, ok := strings.CutPrefix(msg, "Unrecognized remote plugin message: "); ok {
 		line, _, _ = strings.Cut(line, "\n")
+		if line == "" {
+			return fmt.Errorf("host: the pipeline program exited without serving: " +
+				"its main must call sdk.Serve")
+		}
 		return fmt.Errorf("%w (it printed %q): write logs through the job's J, not to stdout",
 			ErrStdout, truncate(line, 80))
 	}
@@ -212,10 +226,12 @@ func (p *Plugin) callError(what string, err error) error {
 	if p.exitedSoon() {
 		// Kill waits until the program's stderr is read to its end.
 		p.Stop()
+		exit := p.exitStatus()
 		if s := p.stderr.String(); s != "" {
-			return fmt.Errorf("host: %s: the pipeline program exited; its stderr ends with:\n%s", what, s)
+			return fmt.Errorf("host: %s: the pipeline program %s; its stderr ends with:\n%s",
+				what, exit, s)
 		}
-		return fmt.Errorf("host: %s: the pipeline program exited", what)
+		return fmt.Errorf("host: %s: the pipeline program %s", what, exit)
 	}
 	return fmt.Errorf("host: %s: %w", what, err)
 }
@@ -231,6 +247,14 @@ func (p *Plugin) exitedSoon() bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
+}
+
+// exitStatus says how the program ended, once it has.
+func (p *Plugin) exitStatus() string {
+	if p.cmd == nil || p.cmd.ProcessState == nil {
+		return "exited"
+	}
+	return "exited (" + p.cmd.ProcessState.String() + ")"
 }
 
 // Exited reports whether the program has exited.

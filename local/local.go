@@ -63,13 +63,17 @@ func Run(ctx context.Context, cfg Config) (*scheduler.Run, error) {
 	if facts.RunId == 0 {
 		facts.RunId = 1
 	}
-	p, err := host.Start(ctx, host.Config{Path: cfg.Binary, Digest: cfg.Digest, Env: cfg.Env})
+	out := &prefixer{w: cfg.Out}
+	// What the program prints outside the jobs' logs is shown too, under
+	// its own prefix: jobs run side by side here.
+	p, err := host.Start(ctx, host.Config{Path: cfg.Binary, Digest: cfg.Digest, Env: cfg.Env,
+		Output: out.job("(program)")})
 	if err != nil {
 		return nil, err
 	}
 	defer p.Stop()
 
-	x := &executor{cfg: cfg, plugin: p, facts: facts, out: &prefixer{w: cfg.Out},
+	x := &executor{cfg: cfg, plugin: p, facts: facts, out: out,
 		results: make(chan result, cfg.Slots)}
 	return x.run(ctx)
 }

@@ -20,11 +20,16 @@ func (p *prefixer) job(name string) *jobWriter {
 type jobWriter struct {
 	p      *prefixer
 	prefix []byte
-	buf    []byte
+
+	mu  sync.Mutex
+	buf []byte // guarded by mu
 }
 
-// Write passes on complete lines and keeps a partial one for later.
+// Write passes on complete lines and keeps a partial one for later. It is
+// safe for concurrent use: a program's stdout and stderr come at once.
 func (j *jobWriter) Write(b []byte) (int, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	j.buf = append(j.buf, b...)
 	for {
 		i := bytes.IndexByte(j.buf, '\n')
@@ -39,6 +44,8 @@ func (j *jobWriter) Write(b []byte) (int, error) {
 
 // flush passes on a last line that has no newline.
 func (j *jobWriter) flush() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if len(j.buf) > 0 {
 		j.emit(append(j.buf, '\n'))
 		j.buf = nil

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -19,7 +20,56 @@ func CheckDescription(d *pluginpb.Description) error {
 			d.GetSdkProtocol(), orUnknown(d.GetSdkVersion()), sdk.ProtocolVersion,
 			sdk.Version, sdk.Version)
 	}
-	return ValidateGraph(d)
+	if err := ValidateGraph(d); err != nil {
+		return err
+	}
+	return checkParams(d.GetParams())
+}
+
+// checkParams checks the pipeline's parameter declarations, so that a
+// pipeline that could never be run is refused when it is built.
+func checkParams(params []*pluginpb.Param) error {
+	var problems []string
+	seen := map[string]bool{}
+	for _, p := range params {
+		name := p.GetName()
+		switch {
+		case strings.TrimSpace(name) == "":
+			problems = append(problems, "a parameter has no name")
+		case seen[name]:
+			problems = append(problems, fmt.Sprintf("parameter %q is declared more than once", name))
+		}
+		seen[name] = true
+		problems = append(problems, checkParam(p)...)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errorf(ErrInvalidGraph, "invalid parameters: %s", strings.Join(problems, "; "))
+}
+
+func checkParam(p *pluginpb.Param) []string {
+	name, def := p.GetName(), p.GetDefault()
+	switch p.GetType() {
+	case "string":
+	case "bool":
+		if def != "" && def != "true" && def != "false" {
+			return []string{fmt.Sprintf("bool parameter %q has default %q: use true or false",
+				name, def)}
+		}
+	case "choice":
+		if len(p.GetChoices()) == 0 {
+			return []string{fmt.Sprintf("choice parameter %q has no choices", name)}
+		}
+		if def != "" && !slices.Contains(p.GetChoices(), def) {
+			return []string{fmt.Sprintf("choice parameter %q has default %q, which is not "+
+				"one of %s", name, def, strings.Join(p.GetChoices(), ", "))}
+		}
+	default:
+		return []string{fmt.Sprintf("parameter %q has type %q: use string, bool or choice",
+			name, p.GetType())}
+	}
+	return nil
 }
 
 // ValidateGraph checks a pipeline's jobs: every job has a name, no two jobs
@@ -28,6 +78,10 @@ func CheckDescription(d *pluginpb.Description) error {
 // one sentence per problem, each naming the jobs at fault.
 func ValidateGraph(d *pluginpb.Description) error {
 	jobs := d.GetJobs()
+	if len(jobs) == 0 {
+		return errorf(ErrInvalidGraph, "the pipeline declares no jobs: give sdk.Pipeline at "+
+			"least one Job")
+	}
 	problems := append(checkNames(jobs), checkDependencies(jobs)...)
 	if len(problems) == 0 {
 		if cycle := findCycle(jobs); cycle != nil {

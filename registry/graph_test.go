@@ -31,7 +31,7 @@ func TestValidateGraphNamesTheJobsAtFault(t *testing.T) {
 		d    *pluginpb.Description
 		want []string // substrings of the error; none means valid
 	}{
-		{"no jobs", jobs(), nil},
+		{"no jobs", jobs(), []string{"declares no jobs"}},
 		{"diamond", jobs("a", "b:a", "c:a", "d:b,c"), nil},
 		{"dependency declared later", jobs("test:build", "build"), nil},
 		{"empty name", jobs("a", ""), []string{"job #2 has no name"}},
@@ -84,5 +84,33 @@ func TestCheckDescriptionRefusesAnotherProtocol(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not name %q", err, w)
 		}
+	}
+}
+
+func TestCheckDescriptionRefusesParametersNoRunCouldSet(t *testing.T) {
+	t.Parallel()
+	one := []*pluginpb.JobSpec{{Name: "a"}}
+	tests := []struct {
+		param *pluginpb.Param
+		want  string
+	}{
+		{&pluginpb.Param{Name: "race", Type: "bool", Default: "maybe"}, `has default "maybe"`},
+		{&pluginpb.Param{Name: "c", Type: "choice"}, `"c" has no choices`},
+		{&pluginpb.Param{Name: "c", Type: "choice", Choices: []string{"a"}, Default: "b"},
+			`which is not one of a`},
+		{&pluginpb.Param{Name: "n", Type: "integer"}, `use string, bool or choice`},
+		{&pluginpb.Param{Name: "ok", Type: "choice", Choices: []string{"a", "b"}, Default: "b"}, ""},
+	}
+	for _, tt := range tests {
+		d := &pluginpb.Description{SdkProtocol: 1, Jobs: one, Params: []*pluginpb.Param{tt.param}}
+		err := CheckDescription(d)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%v: err = %v, want %q", tt.param, err, tt.want)
+		}
+	}
+	dup := &pluginpb.Description{SdkProtocol: 1, Jobs: one, Params: []*pluginpb.Param{
+		{Name: "x", Type: "string"}, {Name: "x", Type: "string"}}}
+	if err := CheckDescription(dup); err == nil || !strings.Contains(err.Error(), "more than once") {
+		t.Errorf("duplicate parameter: err = %v", err)
 	}
 }

@@ -156,7 +156,11 @@ func (r *Registry) describe(ctx context.Context, digest string,
 	if err != nil {
 		return nil, errorf(ErrDescribe, "the built program did not describe itself: %w", err)
 	}
-	say("validating %d jobs", len(d.GetJobs()))
+	if n := len(d.GetJobs()); n == 1 {
+		say("validating 1 job")
+	} else {
+		say("validating %d jobs", n)
+	}
 	return d, CheckDescription(d)
 }
 

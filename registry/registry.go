@@ -250,10 +250,10 @@ func (r *Registry) Build(ctx context.Context, name, ref string,
 	return r.buildAndRecord(ctx, p, src, res, say)
 }
 
-// Pin makes the pipeline follow ref and builds it. A ref that resolves to
-// nothing changes nothing; once it resolves, the pipeline follows it even
-// if the build fails, which is then recorded as a failed version and
-// leaves the current version as it was.
+// Pin builds ref and, when the build is usable, makes the pipeline follow
+// ref. A ref that resolves to nothing changes nothing; a failed build is
+// recorded as a failed version, for its compiler output, and leaves the
+// ref the pipeline follows and its current version as they were.
 func (r *Registry) Pin(ctx context.Context, name, ref string,
 	progress func(string)) (*kilnpb.Version, error) {
 	say := sayer(progress)
@@ -268,6 +268,11 @@ func (r *Registry) Pin(ctx context.Context, name, ref string,
 	if err != nil {
 		return nil, err
 	}
+	v, err := r.buildAndRecord(ctx, p, src, res, say)
+	if err != nil {
+		say("pipeline %s still follows %s", name, p.Ref)
+		return v, err
+	}
 	err = r.updateByID(p, func(_ *bbolt.Tx, q *kilnpb.Pipeline) error {
 		q.Ref = ref
 		return nil
@@ -277,7 +282,7 @@ func (r *Registry) Pin(ctx context.Context, name, ref string,
 	}
 	r.log.Info("pipeline pinned", "pipeline", name, "ref", ref)
 	say("pipeline %s now follows %s", name, ref)
-	return r.buildAndRecord(ctx, p, src, res, say)
+	return v, nil
 }
 
 func (r *Registry) loadSource(name string) (*kilnpb.Pipeline, Source, error) {

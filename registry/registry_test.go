@@ -379,12 +379,16 @@ func TestFailedRecompileIsRecordedAndKeepsTheCurrentVersion(t *testing.T) {
 	}
 }
 
-func TestPinChangesThePolicyOnlyForARefThatResolves(t *testing.T) {
+func TestPinChangesThePolicyOnlyForARefThatBuilds(t *testing.T) {
 	t.Parallel()
 	warm(t, "good")
 	r := newRegistry(t)
 	src := fixtureRepo(t, "good")
-	git(t, strings.TrimPrefix(src, "file://"), "tag", "v1.4.0")
+	repo := strings.TrimPrefix(src, "file://")
+	git(t, repo, "tag", "v1.4.0")
+	git(t, repo, "checkout", "--quiet", "-b", "broken")
+	commit(t, repo, map[string]string{"broken.go": "package main\n\nvar x int = \"no\"\n"}, "break")
+	git(t, repo, "checkout", "--quiet", "main")
 	if _, _, err := r.Create(context.Background(), CreateRequest{Name: "web", Source: src},
 		nil); err != nil {
 		t.Fatal(err)
@@ -397,8 +401,9 @@ func TestPinChangesThePolicyOnlyForARefThatResolves(t *testing.T) {
 	}{
 		{ref: "relase", kind: ErrRefNotFound, policy: "main", versions: 1},
 		{ref: "", kind: ErrBadRef, policy: "main", versions: 1},
-		{ref: "^1.2", policy: "^1.2", versions: 2},
-		{ref: "-x", kind: ErrBadRef, policy: "^1.2", versions: 2},
+		{ref: "broken", kind: ErrCompile, policy: "main", versions: 2},
+		{ref: "^1.2", policy: "^1.2", versions: 3},
+		{ref: "-x", kind: ErrBadRef, policy: "^1.2", versions: 3},
 	}
 	for _, tt := range tests {
 		v, err := r.Pin(context.Background(), "web", tt.ref, nil)

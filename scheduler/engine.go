@@ -170,6 +170,8 @@ func (e *Engine) AddRun(r *Run, now time.Time) {
 	}
 	e.runs[r.ID] = r
 	e.touch(r)
+	r.advance(now) // a run with nothing to do ends here
+	e.forgetIfFinal(r)
 	e.dispatch(now)
 }
 
@@ -327,11 +329,14 @@ func (e *Engine) lose(ref attemptRef, why string, now time.Time) {
 	e.out.Notes = append(e.out.Notes, Note{r.ID, j.Name, a.ID, fmt.Sprintf(
 		"kiln: attempt %d lost after %s on worker %s: %s", len(j.Attempts),
 		now.Sub(a.Started).Round(time.Millisecond), a.Worker, why)})
-	if j.lost()+1 > j.Retries {
+	if budget := max(j.Retries, 0); j.lost()+1 > budget {
 		e.endAttempt(r, j, a, AttemptLost, why, now)
 		e.out.Revoke = append(e.out.Revoke, Revocation{a.ID, a.WorkerID, why})
 		j.Status, j.Finished = Failed, now
-		j.Error = fmt.Sprintf("%s, and its %d retries are spent", why, j.Retries)
+		j.Error = why + ", and the job has no retries"
+		if budget > 0 {
+			j.Error = fmt.Sprintf("%s, and its %d retries are spent", why, budget)
+		}
 		r.advance(now)
 		e.forgetIfFinal(r)
 		return

@@ -167,11 +167,15 @@ func (s *server) find(name string) (Job, bool) {
 	return Job{}, false
 }
 
-// runJob calls the job's function and turns a panic into the job's error.
+// runJob calls the job's function and turns a panic into the job's error;
+// the stack goes to the job's log, where it can be read whole.
 func runJob(ctx context.Context, job Job, j *J) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("job %q panicked: %v\n%s", job.Name, r, debug.Stack())
+			err = fmt.Errorf("job %q panicked: %v", job.Name, r)
+			if j.log != nil {
+				fmt.Fprintf(j.log, "panic: %v\n\n%s", r, debug.Stack())
+			}
 		}
 	}()
 	if job.Run == nil {

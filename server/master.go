@@ -110,7 +110,8 @@ func (m *master) DeletePipeline(_ context.Context,
 	req *kilnpb.DeletePipelineRequest) (*kilnpb.DeletePipelineResponse, error) {
 	if n := m.s.activeRuns(req.Name); n > 0 {
 		return nil, status.Errorf(codes.FailedPrecondition,
-			"pipeline %q has %d runs in progress: cancel them first (ci runs cancel ID)", req.Name, n)
+			"pipeline %q has %s in progress: cancel them first (ci runs cancel ID)", req.Name,
+			plural(n, "run"))
 	}
 	if err := m.s.reg.Delete(req.Name); err != nil {
 		return nil, userError(err)
@@ -335,4 +336,12 @@ func (s *Server) activeRuns(pipeline string) int {
 		}
 	}
 	return n
+}
+
+// plural says "1 run" or "2 runs".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -29,6 +29,9 @@ func ResolveParams(pipeline string, decl []*pluginpb.Param,
 		v, ok := given[p.Name]
 		if !ok {
 			v = p.Default
+			if p.Type == "bool" && v == "" {
+				v = "false"
+			}
 		}
 		if err := checkParam(p, v); err != nil {
 			return nil, fmt.Errorf("pipeline %q: parameter %q: %w", pipeline, p.Name, err)
@@ -41,7 +44,7 @@ func ResolveParams(pipeline string, decl []*pluginpb.Param,
 func checkParam(p *pluginpb.Param, v string) error {
 	switch p.Type {
 	case "bool":
-		if v != "true" && v != "false" && v != "" {
+		if v != "true" && v != "false" {
 			return fmt.Errorf("%q is not a bool: use true or false", v)
 		}
 	case "choice":

@@ -133,9 +133,11 @@ func (w *Worker) runJob(at *attempt, up *uploader) *pluginpb.Result {
 	}
 	facts := a.Run
 	facts.Worker = w.cfg.Name
+	sess.out.attach(a.Run.GetRunId(), a.AttemptId, up)
 	res, err := sess.plugin.Execute(ctx, &pluginpb.ExecuteRequest{
 		Job: a.Job, Params: a.Params, Inputs: a.Inputs, Workspace: ws, Run: facts,
 	}, up, w.cfg.Grace)
+	sess.out.detach(a.AttemptId)
 	w.release(a.Run.GetRunId(), sess, err != nil || ctx.Err() != nil)
 	if err != nil {
 		return failed("%v", err)

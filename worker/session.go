@@ -26,6 +26,7 @@ const (
 type session struct {
 	once   sync.Once
 	plugin *host.Plugin
+	out    *output
 	err    error
 
 	users   int         // guarded by Worker.mu
@@ -49,7 +50,7 @@ func (w *Worker) acquire(run uint64, digest, path string) (*session, error) {
 	w.mu.Unlock()
 
 	s.once.Do(func() {
-		s.plugin, s.err = w.takeSpare(digest, path)
+		s.plugin, s.out, s.err = w.takeSpare(digest, path)
 	})
 	if s.err != nil {
 		w.release(run, s, true)
@@ -119,19 +120,20 @@ func (w *Worker) closeSessions() {
 // gets a program of its own; a spare has run nothing.
 type spare struct {
 	plugin  *host.Plugin
+	out     *output
 	started time.Time
 }
 
 // takeSpare returns a started program for the binary, the spare when there
 // is one, and starts the next spare for it in the background.
-func (w *Worker) takeSpare(digest, path string) (*host.Plugin, error) {
+func (w *Worker) takeSpare(digest, path string) (*host.Plugin, *output, error) {
 	w.mu.Lock()
 	sp := w.spares[digest]
 	delete(w.spares, digest)
 	w.mu.Unlock()
 	go w.startSpare(digest, path)
 	if sp != nil && !sp.plugin.Exited() {
-		return sp.plugin, nil
+		return sp.plugin, sp.out, nil
 	}
 	if sp != nil {
 		sp.plugin.Stop()
@@ -139,16 +141,19 @@ func (w *Worker) takeSpare(digest, path string) (*host.Plugin, error) {
 	return w.startProgram(digest, path)
 }
 
-func (w *Worker) startProgram(digest, path string) (*host.Plugin, error) {
-	return host.Start(w.life, host.Config{
+func (w *Worker) startProgram(digest, path string) (*host.Plugin, *output, error) {
+	out := newOutput(w.log)
+	p, err := host.Start(w.life, host.Config{
 		Path: path, Digest: digest, Env: w.cfg.Env, Dir: w.cfg.DataDir, Logger: w.log,
+		Output: out,
 	})
+	return p, out, err
 }
 
 // startSpare starts a spare for the binary unless one exists, stopping the
 // oldest spare when there are too many.
 func (w *Worker) startSpare(digest, path string) {
-	p, err := w.startProgram(digest, path)
+	p, out, err := w.startProgram(digest, path)
 	if err != nil {
 		w.log.Debug("spare program did not start", "digest", digest, "err", err)
 		return
@@ -158,7 +163,7 @@ func (w *Worker) startSpare(digest, path string) {
 	if w.spares[digest] != nil || w.life.Err() != nil {
 		stop = append(stop, p)
 	} else {
-		w.spares[digest] = &spare{plugin: p, started: time.Now()}
+		w.spares[digest] = &spare{plugin: p, out: out, started: time.Now()}
 		stop = append(stop, w.trimSparesLocked()...)
 	}
 	w.mu.Unlock()

@@ -62,6 +62,11 @@ func main() {
 				os.Exit(3)
 				return nil
 			}},
+			{Name: "print", Run: func(ctx context.Context, j *sdk.J) error {
+				fmt.Println("hello on stdout")
+				fmt.Fprintln(os.Stderr, "hello on stderr")
+				return nil
+			}},
 			{Name: "exec", Run: func(ctx context.Context, j *sdk.J) error {
 				return j.Exec(ctx, "sh", "-c", "echo out; echo err >&2; exit 4")
 			}},
