@@ -88,11 +88,24 @@ func TestMasterRestartMidRunFinishesTheRun(t *testing.T) {
 	var r runJSON
 	f.jsonOf(&r, "run", "e2e", "--param", "sleep=3s")
 	f.waitJob(r.ID, "slow", "running")
+	// A script waiting for another run must not take the restart for a
+	// failed run.
+	waiter := start(t, "waiter", "run", "e2e", "--wait", "--param", "sleep=1s",
+		"--master", f.addr, "--token-file", filepath.Join(f.dir, "master", "admin.token"))
+	time.Sleep(300 * time.Millisecond)
 	f.master.kill()
 	time.Sleep(500 * time.Millisecond)
 	f.startMaster()
 
 	r = f.waitRun(r.ID, time.Minute)
+	select {
+	case <-waiter.done:
+	case <-time.After(time.Minute):
+		t.Fatal("ci run --wait did not end after the master came back")
+	}
+	if code := waiter.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("ci run --wait across a master restart exited %d:\n%s", code, waiter.out)
+	}
 	if r.Status != "succeeded" {
 		t.Fatalf("run after restart = %+v", r)
 	}

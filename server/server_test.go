@@ -66,10 +66,13 @@ func TestMutatingCallsNeedTheToken(t *testing.T) {
 		t.Fatalf("a read without a token: %v", err)
 	}
 	_, err := api.SuspendWorker(ctx, &kilnpb.WorkerRequest{Name: "w"})
-	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "admin.token") {
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "needs the admin token") {
 		t.Fatalf("no token: %v", err)
 	}
 	bad := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer nope")
+	if _, err := api.ListWorkers(bad, &kilnpb.ListWorkersRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a read with a wrong token: %v", err)
+	}
 	_, err = api.SuspendWorker(bad, &kilnpb.WorkerRequest{Name: "w"})
 	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("wrong token: %v", err)

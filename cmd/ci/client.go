@@ -231,8 +231,7 @@ func (c *client) unauthenticated(msg string) string {
 		return msg + ": pass the admin token with --token-file DATA/admin.token " +
 			"(or --token, KILN_TOKEN, KILN_TOKEN_FILE)"
 	}
-	return msg + ": the master refused the token given; " +
-		"its admin token is in DATA/admin.token"
+	return msg + ": use the token in the master's DATA/admin.token"
 }
 
 // outputFormat is the value of -o. The zero value is table.

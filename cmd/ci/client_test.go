@@ -100,7 +100,7 @@ func TestWrongTokenSaysItWasRefused(t *testing.T) {
 
 	r := ci(t, nil, "pipeline", "delete", "build", "--master", addr, "--token", "y")
 
-	if r.code != exitFailure || !strings.Contains(r.stderr, "refused the token given") {
+	if r.code != exitFailure || !strings.Contains(r.stderr, "use the token in the master's DATA/admin.token") {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,8 @@ import (
 	"unicode"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/kilnci/kiln/proto/kilnpb"
 )
@@ -114,20 +118,27 @@ func (o *runOptions) follow(cmd *cobra.Command, c *client, r *kilnpb.Run) (*kiln
 		p.update(r)
 	}
 
-	stream, err := c.WatchRun(ctx, &kilnpb.GetRunRequest{Id: r.Id})
-	if err != nil {
-		return nil, watchError(c, cmd, r, err)
-	}
-	for {
-		next, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
+	// A master that restarts ends the stream; the run goes on, so the
+	// watch does too, once the master is back.
+	deadline := time.Now().Add(reconnectFor)
+	for !isFinal(r.Status) {
+		err := o.watch(ctx, c, r.Id, func(next *kilnpb.Run) {
+			r = next
+			p.update(r)
+			deadline = time.Now().Add(reconnectFor)
+		})
+		if isFinal(r.Status) {
 			break
 		}
-		if err != nil {
-			return nil, watchError(c, cmd, r, err)
+		// A stream that ended early (nil) is a master that stopped.
+		if err != nil && status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return nil, watchError(c, cmd, r, cmp.Or(err, errors.New("the master went away")))
 		}
-		r = next
-		p.update(r)
+		select {
+		case <-ctx.Done():
+			return nil, watchError(c, cmd, r, ctx.Err())
+		case <-time.After(time.Second):
+		}
 	}
 
 	if !isFinal(r.Status) {
@@ -135,6 +146,29 @@ func (o *runOptions) follow(cmd *cobra.Command, c *client, r *kilnpb.Run) (*kiln
 			r.Id, r.Status)
 	}
 	return r, nil
+}
+
+// reconnectFor is how long --wait keeps trying to reach a master that went
+// away before it gives up.
+const reconnectFor = 2 * time.Minute
+
+// watch follows a run until its stream ends, passing each state to seen.
+func (o *runOptions) watch(ctx context.Context, c *client, id uint64,
+	seen func(*kilnpb.Run)) error {
+	stream, err := c.WatchRun(ctx, &kilnpb.GetRunRequest{Id: id})
+	if err != nil {
+		return err
+	}
+	for {
+		next, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		seen(next)
+	}
 }
 
 // watchError says that the run goes on when the user stopped watching it.
