@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -311,12 +312,21 @@ func (b *Builder) compileError(mod module, output string, runErr error) error {
 		head += "; builds are offline (GOPROXY=off) and a module it needs is not in " +
 			"the module cache"
 	}
+	// The go.work is Kiln's, not the user's: say what the go line means.
+	if m := goTooOld.FindStringSubmatch(output); m != nil {
+		head += fmt.Sprintf("; its go.mod needs Go %s, and this Kiln builds with Go %s",
+			m[1], strings.TrimPrefix(b.goEnv.GOVERSION, "go"))
+	}
 	lines := strings.TrimSpace(headLines(output, errorLines))
 	if lines == "" {
 		return errorf(ErrCompile, "%s: %w", head, runErr)
 	}
 	return errorf(ErrCompile, "%s:\n%s", head, lines)
 }
+
+// goTooOld finds the go command's complaint about a go.mod that needs a
+// newer Go than the one building it.
+var goTooOld = regexp.MustCompile(`requires go >= ([0-9][0-9.a-z]*)`)
 
 // outputLimit caps the compiler output kept on a version; errorLines caps
 // the lines repeated in an error.

@@ -39,6 +39,9 @@ type Config struct {
 	// their workers to rejoin after a master restart. Default the larger of
 	// 10s and the TTL: workers retry with a backoff of up to 5s.
 	RestoreGrace time.Duration
+	// ForgetAfter is how long a worker that went silent stays in the
+	// table, shown lost. Default one hour.
+	ForgetAfter time.Duration
 	// DefaultRetries is a job's retry budget when its pipeline leaves it
 	// at zero. Default 2.
 	DefaultRetries int
@@ -125,6 +128,9 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.AcceptTimeout <= 0 {
 		cfg.AcceptTimeout = 5 * time.Second
+	}
+	if cfg.ForgetAfter <= 0 {
+		cfg.ForgetAfter = time.Hour
 	}
 	if cfg.RestoreGrace <= 0 {
 		cfg.RestoreGrace = max(10*time.Second, cfg.TTL)
@@ -300,8 +306,10 @@ func (e *Engine) forgetIfFinal(r *Run) {
 	}
 }
 
-// Tick expires accept deadlines and leases, then dispatches.
+// Tick expires accept deadlines and leases, forgets workers long gone,
+// then dispatches.
 func (e *Engine) Tick(now time.Time) {
+	e.forgetGone(now)
 	for _, id := range sortedIDs(e.attempts) {
 		ref := e.attempts[id]
 		if now.After(ref.a.Expires) {

@@ -396,3 +396,26 @@ func TestSuspensionOnRecordAppliesWhenTheWorkerJoins(t *testing.T) {
 		t.Fatalf("state = %s, want suspended", w.State(h.now, h.e.TTL()))
 	}
 }
+
+func TestWorkerThatDrainedAndLeftIsDroppedAndSilentOnesLater(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	left := h.join("left", 1)
+	silent := h.join("silent", 1)
+	w, _ := h.e.Worker(left)
+	if _, err := h.e.Heartbeat(left, w.Session, Heartbeat{Healthy: true, Draining: true}, h.now); err != nil {
+		t.Fatal(err)
+	}
+	h.e.Disconnect(left, w.Session, h.now)
+	if _, ok := h.e.Worker(left); ok {
+		t.Fatal("a worker that drained and left is still in the table")
+	}
+	h.advance(time.Minute)
+	if w, ok := h.e.Worker(silent); !ok || w.State(h.now, h.e.TTL()) != Lost {
+		t.Fatalf("a silent worker should show lost for a while: %v %v", ok, w.State(h.now, h.e.TTL()))
+	}
+	h.advance(2 * time.Hour)
+	if _, ok := h.e.Worker(silent); ok {
+		t.Fatal("a worker silent for two hours is still in the table")
+	}
+}

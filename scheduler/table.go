@@ -109,8 +109,30 @@ func (e *Engine) Connect(id uint64, session string, now time.Time) error {
 // gets no new work; its attempts keep their leases, so that a worker that
 // reconnects in time keeps them.
 func (e *Engine) Disconnect(id uint64, session string, now time.Time) {
-	if w, err := e.worker(id, session); err == nil {
-		w.Connected, w.Reason = false, "its connection closed"
+	w, err := e.worker(id, session)
+	if err != nil {
+		return
+	}
+	w.Connected, w.Reason = false, "its connection closed"
+	if w.Draining && len(w.Running) == 0 {
+		// It drained and left: nothing is lost, so nothing is shown lost.
+		e.remove(w)
+	}
+}
+
+// remove drops a worker from the table; its suspension stays on record.
+func (e *Engine) remove(w *Worker) {
+	delete(e.workers, w.ID)
+	delete(e.byName, w.Name)
+}
+
+// forgetGone drops workers silent for longer than ForgetAfter that hold
+// no attempts.
+func (e *Engine) forgetGone(now time.Time) {
+	for _, w := range e.workers {
+		if len(w.Running) == 0 && now.Sub(w.LastSeen) > e.cfg.ForgetAfter {
+			e.remove(w)
+		}
 	}
 }
 

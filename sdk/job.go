@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -102,6 +103,10 @@ func (j *J) ExecIn(ctx context.Context, dir, name string, args ...string) error 
 // Checkout clones the pipeline's source at the run's commit into the
 // workspace and returns the clone's root folder.
 func (j *J) Checkout(ctx context.Context) (string, error) {
+	if j.run.Source == "" || j.run.Commit == "" {
+		return "", errors.New("checkout: this run has no source to check out " +
+			"(ci exec outside a git repository?)")
+	}
 	dir := filepath.Join(j.workspace, "src")
 	if err := os.RemoveAll(dir); err != nil {
 		return "", fmt.Errorf("checkout: %w", err)

@@ -107,14 +107,16 @@ func (s *Server) keepEndedLocked(r *kilnpb.Run) {
 	}
 	s.ended[r.Id] = r
 	for len(s.endedOrder) > keepEnded {
-		old := s.ended[s.endedOrder[0]]
-		// Logs of attempts of a run this old are not taken any more.
-		for _, j := range old.Jobs {
-			for _, a := range j.History {
-				delete(s.owners, a.Id)
+		// Logs of attempts of a run this old are not taken any more. A run
+		// of a deleted pipeline is already gone.
+		if old := s.ended[s.endedOrder[0]]; old != nil {
+			for _, j := range old.Jobs {
+				for _, a := range j.History {
+					delete(s.owners, a.Id)
+				}
 			}
 		}
-		delete(s.ended, old.Id)
+		delete(s.ended, s.endedOrder[0])
 		s.endedOrder = s.endedOrder[1:]
 	}
 }

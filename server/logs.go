@@ -74,6 +74,8 @@ func (m *master) jobLog(stream kilnpb.Master_LogsServer, run uint64, job string,
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-m.s.stopping:
+			return errStopping
 		case <-wake:
 		case <-changed:
 		case <-time.After(logSettle / 2):

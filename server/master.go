@@ -116,7 +116,23 @@ func (m *master) DeletePipeline(_ context.Context,
 	if err := m.s.reg.Delete(req.Name); err != nil {
 		return nil, userError(err)
 	}
-	m.s.log.Info("pipeline deleted", "pipeline", req.Name)
+	// The runs go with their pipeline, so that one created again under the
+	// name starts a history of its own.
+	ids, err := m.s.store.DeleteRuns(req.Name)
+	if err != nil {
+		return nil, userError(err)
+	}
+	m.s.mu.Lock()
+	for _, id := range ids {
+		delete(m.s.ended, id)
+	}
+	m.s.mu.Unlock()
+	for _, id := range ids {
+		if err := m.s.logs.RemoveRun(id); err != nil {
+			m.s.log.Warn("remove logs", "run_id", id, "err", err)
+		}
+	}
+	m.s.log.Info("pipeline deleted", "pipeline", req.Name, "runs", len(ids))
 	return &kilnpb.DeletePipelineResponse{}, nil
 }
 
@@ -155,6 +171,8 @@ func (m *master) WatchRun(req *kilnpb.GetRunRequest, stream kilnpb.Master_WatchR
 		select {
 		case <-stream.Context().Done():
 			return nil
+		case <-m.s.stopping:
+			return errStopping
 		case <-changed:
 		}
 	}
@@ -169,6 +187,11 @@ func (m *master) ListRuns(_ context.Context,
 	runs, err := m.s.store.Runs(req.Pipeline, limit)
 	if err != nil {
 		return nil, userError(err)
+	}
+	if len(runs) == 0 && req.Pipeline != "" {
+		if _, err := m.s.reg.Get(req.Pipeline); err != nil {
+			return nil, userError(err)
+		}
 	}
 	for i, r := range runs {
 		if fresh, err := m.s.run(r.Id); err == nil {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/kilnci/kiln/cache"
 	"github.com/kilnci/kiln/proto/kilnpb"
@@ -67,6 +69,11 @@ type Server struct {
 	secret string
 	token  string
 
+	// stopping is closed when the master starts to stop, to end the
+	// streams of clients that follow runs and logs.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
+
 	grpcLis net.Listener
 	httpLis net.Listener
 	grpc    *grpc.Server
@@ -98,7 +105,7 @@ type owner struct {
 // listens on both ports. Serve starts answering.
 func New(cfg Config) (*Server, error) {
 	cfg = withDefaults(cfg)
-	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now,
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, stopping: make(chan struct{}),
 		streams: map[uint64]*workerStream{}, watches: map[uint64]chan struct{}{},
 		owners: map[uint64]owner{}, ended: map[uint64]*kilnpb.Run{}}
 	if err := s.open(); err != nil {
@@ -275,6 +282,8 @@ func (s *Server) tick() {
 
 // shutdown stops both ports and waits for what was accepted to be saved.
 func (s *Server) shutdown() {
+	s.log.Info("master stopping")
+	s.stoppingOnce.Do(func() { close(s.stopping) })
 	s.mu.Lock()
 	for _, ws := range s.streams {
 		ws.close()
@@ -291,7 +300,12 @@ func (s *Server) shutdown() {
 	defer cancel()
 	s.http.Shutdown(ctx)
 	s.saver.flush()
+	s.log.Info("master stopped")
 }
+
+// errStopping ends the streams of clients when the master stops; clients
+// that follow a run reconnect once it is back.
+var errStopping = status.Error(codes.Unavailable, "the master is stopping")
 
 // Close releases the database. Call it after Serve returns.
 func (s *Server) Close() error {

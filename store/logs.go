@@ -275,3 +275,8 @@ func (l *Logs) ReadAt(run uint64, job string, attempt uint64, p []byte, offset i
 	defer f.Close()
 	return f.ReadAt(p, offset)
 }
+
+// RemoveRun deletes every log of a run.
+func (l *Logs) RemoveRun(run uint64) error {
+	return os.RemoveAll(filepath.Join(l.dir, strconv.FormatUint(run, 10)))
+}

@@ -118,7 +118,10 @@ func (w *Worker) runJob(at *attempt, up *uploader) *pluginpb.Result {
 	if err != nil {
 		return failed("workspace: %v", err)
 	}
-	defer os.RemoveAll(ws)
+	defer func() {
+		os.RemoveAll(ws)
+		os.Remove(filepath.Dir(ws)) // the run's folder, once its last job is done
+	}()
 
 	sess, err := w.acquire(a.Run.GetRunId(), digest, path)
 	if err != nil {

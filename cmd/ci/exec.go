@@ -63,6 +63,9 @@ func (o *execOptions) run(cmd *cobra.Command, dir string) error {
 	if err != nil {
 		return err
 	}
+	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+		return fmt.Errorf("pipeline folder %s does not exist", dir)
+	}
 	scratch, err := execScratch()
 	if err != nil {
 		return err
@@ -87,9 +90,11 @@ func (o *execOptions) run(cmd *cobra.Command, dir string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	facts := gitFacts(abs, d.Name)
+	warnCheckout(stderr, abs, facts)
 	fmt.Fprintf(stderr, "running %s: %d jobs\n", d.Name, len(d.Jobs))
 	run, err := local.Run(cmd.Context(), local.Config{
-		Binary: bin, Digest: digest, Description: d, Params: params, Facts: gitFacts(abs, d.Name),
+		Binary: bin, Digest: digest, Description: d, Params: params, Facts: facts,
 		Slots: o.slots, WorkDir: work, Env: worker.DefaultEnv(), Out: cmd.OutOrStdout(),
 	})
 	if err != nil {
@@ -163,6 +168,20 @@ func execScratch() (string, error) {
 	}
 	dir := filepath.Join(base, "kiln", "exec")
 	return dir, os.MkdirAll(dir, 0o755)
+}
+
+// warnCheckout says what a job's Checkout will give: the last commit, not
+// the working tree that was compiled.
+func warnCheckout(w io.Writer, dir string, facts *pluginpb.RunFacts) {
+	if facts.Commit == "" {
+		fmt.Fprintln(w, "note: not in a git repository, so jobs cannot check out a source")
+		return
+	}
+	out, err := exec.Command("git", "-C", dir, "status", "--porcelain").Output()
+	if err == nil && len(strings.TrimSpace(string(out))) > 0 {
+		fmt.Fprintf(w, "note: jobs check out commit %s; uncommitted changes are not in it\n",
+			facts.Commit[:12])
+	}
 }
 
 // gitFacts fills in the source and commit of a folder inside a git

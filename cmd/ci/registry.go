@@ -123,7 +123,15 @@ func (o *recompileOptions) run(cmd *cobra.Command, arg string) error {
 	if err != nil {
 		return c.callError(ctx, err)
 	}
-	return o.finishBuild(cmd, c, name, stream)
+	if err := o.finishBuild(cmd, c, name, stream); err != nil {
+		return err
+	}
+	if p, err := c.GetPipeline(ctx, &kilnpb.GetPipelineRequest{Name: name}); err == nil &&
+		ref != "" && ref != p.Ref && !o.wantJSON() {
+		fmt.Fprintf(cmd.ErrOrStderr(), "note: %s still follows %s, which the next plain "+
+			"recompile builds; ci pin %s@%s follows %s instead\n", name, p.Ref, name, ref, ref)
+	}
+	return nil
 }
 
 type pinOptions struct {
@@ -267,11 +275,22 @@ func writeOutput(w io.Writer, output string) error {
 
 // buildFailure is the line that ends a failed build.
 func buildFailure(name string, v *kilnpb.Version) error {
-	msg := fmt.Sprintf("pipeline %q: build of version %d failed", name, v.Version)
-	if v.Error != "" {
-		msg += ": " + v.Error
+	if v == nil {
+		return fmt.Errorf("pipeline %q: the build failed", name)
 	}
-	return errors.New(msg)
+	// A failed create records nothing, so its version has no number; and
+	// the master's errors name the pipeline already.
+	msg := "the build failed"
+	if v.Version != 0 {
+		msg = fmt.Sprintf("version %d failed to build", v.Version)
+	}
+	if v.Error == "" {
+		return fmt.Errorf("pipeline %q: %s", name, msg)
+	}
+	if strings.HasPrefix(v.Error, fmt.Sprintf("pipeline %q", name)) {
+		return fmt.Errorf("%s (%s)", v.Error, msg)
+	}
+	return fmt.Errorf("pipeline %q: %s: %s", name, msg, v.Error)
 }
 
 // jobNames lists the jobs a version's program declares.

@@ -104,7 +104,7 @@ func TestRecompileFailurePrintsCompilerOutput(t *testing.T) {
 	want := "compiling\n" +
 		"./main.go:12:2: undefined: sdk.Srve\n" +
 		"./main.go:14:1: missing return\n" +
-		"ci: pipeline \"build\": build of version 5 failed: go build: exit status 1\n"
+		"ci: pipeline \"build\": version 5 failed to build: go build: exit status 1\n"
 	if r.code != exitFailure || r.stderr != want {
 		t.Fatalf("exit %d, stderr:\n%s\nwant:\n%s", r.code, r.stderr, want)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -127,12 +126,11 @@ func (o *runOptions) follow(cmd *cobra.Command, c *client, r *kilnpb.Run) (*kiln
 			p.update(r)
 			deadline = time.Now().Add(reconnectFor)
 		})
-		if isFinal(r.Status) {
+		if err == nil || isFinal(r.Status) {
 			break
 		}
-		// A stream that ended early (nil) is a master that stopped.
-		if err != nil && status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
-			return nil, watchError(c, cmd, r, cmp.Or(err, errors.New("the master went away")))
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return nil, watchError(c, cmd, r, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -253,7 +251,7 @@ func (p *runPrinter) update(r *kilnpb.Run) {
 func describeJob(j *kilnpb.Job, now time.Time) string {
 	var b strings.Builder
 	b.WriteString(j.Status)
-	if j.Finished != 0 {
+	if j.Finished != 0 && j.Started != 0 {
 		b.WriteString(" in " + span(j.Started, j.Finished, now))
 	}
 	if j.Worker != "" {
