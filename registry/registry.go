@@ -506,9 +506,22 @@ func (r *Registry) Update(name string, fn func(*kilnpb.Pipeline) error) error {
 			return fmt.Errorf("registry: update of pipeline %q may not change its name or ID",
 				name)
 		}
-		q.Modified = r.now().UnixMilli()
+		if !sameSettings(p, q) {
+			q.Modified = r.now().UnixMilli()
+		}
 		return putPipeline(tx, q)
 	})
+}
+
+// sameSettings reports whether two records of a pipeline differ in no more
+// than the facts of its last run, which do not make it modified.
+func sameSettings(a, b *kilnpb.Pipeline) bool {
+	strip := func(p *kilnpb.Pipeline) *kilnpb.Pipeline {
+		c := proto.Clone(p).(*kilnpb.Pipeline)
+		c.LastRunId, c.LastRunStatus, c.LastRunAt, c.LastRunBy = 0, "", 0, ""
+		return c
+	}
+	return proto.Equal(strip(a), strip(b))
 }
 
 // BinaryPath returns the file of a built binary, by digest.

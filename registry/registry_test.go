@@ -441,13 +441,21 @@ func TestLookupsUpdateAndDelete(t *testing.T) {
 		t.Fatalf("Versions(\"\") = %v, %v", all, err)
 	}
 
+	created := clock
 	clock = clock.Add(time.Minute)
 	err = r.Update("web", func(p *kilnpb.Pipeline) error {
 		p.LastRunId, p.LastRunStatus = 7, "succeeded"
 		return nil
 	})
-	if p, _ := r.Get("web"); err != nil || p.LastRunId != 7 || p.Modified != clock.UnixMilli() {
-		t.Errorf("after Update: %v, %v", p, err)
+	if p, _ := r.Get("web"); err != nil || p.LastRunId != 7 || p.Modified != created.UnixMilli() {
+		t.Errorf("after a last-run Update, want it unmodified: %v, %v", p, err)
+	}
+	err = r.Update("web", func(p *kilnpb.Pipeline) error {
+		p.Description = "changed"
+		return nil
+	})
+	if p, _ := r.Get("web"); err != nil || p.Modified != clock.UnixMilli() {
+		t.Errorf("after a settings Update, want it modified now: %v, %v", p, err)
 	}
 	if err := r.Update("web", func(p *kilnpb.Pipeline) error {
 		p.Name = "other"
