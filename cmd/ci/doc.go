@@ -54,7 +54,12 @@
 //	{"id", "pipeline", "version", "commit", "digest", "status", "reason",
 //	 "started_by", "params", "created", "started", "finished",
 //	 "jobs": [{"name", "status", "worker", "attempts", "started",
-//	           "finished", "error", "waiting", "depends_on", "outputs"}]}
+//	           "finished", "error", "waiting", "depends_on", "outputs",
+//	           "history": [{"id", "worker", "status", "started",
+//	                        "finished", "error"}]}]}
+//
+// An attempt's status is assigned, running, succeeded, failed, lost,
+// revoked or cancelled.
 //
 // A worker (workers list, suspend, resume); "state" is ready, suspended,
 // draining, unhealthy, lost or disconnected:

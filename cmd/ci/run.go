@@ -608,6 +608,17 @@ type jobJSON struct {
 	Waiting   string            `json:"waiting"`
 	DependsOn []string          `json:"depends_on"`
 	Outputs   map[string]string `json:"outputs"`
+	History   []attemptJSON     `json:"history"`
+}
+
+// attemptJSON is one try of a job: on which worker, and how it ended.
+type attemptJSON struct {
+	ID       uint64    `json:"id"`
+	Worker   string    `json:"worker"`
+	Status   string    `json:"status"`
+	Started  timestamp `json:"started"`
+	Finished timestamp `json:"finished"`
+	Error    string    `json:"error"`
 }
 
 func newRunJSON(r *kilnpb.Run) runJSON {
@@ -644,7 +655,17 @@ func newJobJSON(j *kilnpb.Job) jobJSON {
 		Waiting:   j.Waiting,
 		DependsOn: append([]string{}, j.DependsOn...),
 		Outputs:   nonNilMap(j.Outputs),
+		History:   history(j.History),
 	}
+}
+
+func history(as []*kilnpb.Attempt) []attemptJSON {
+	out := make([]attemptJSON, 0, len(as))
+	for _, a := range as {
+		out = append(out, attemptJSON{ID: a.Id, Worker: a.Worker, Status: a.Status,
+			Started: timestamp(a.Started), Finished: timestamp(a.Finished), Error: a.Error})
+	}
+	return out
 }
 
 // nonNilMap keeps an empty map {} in JSON rather than null.
