@@ -2,7 +2,7 @@
 GO ?= go
 GOBIN ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: demo test test-short bench build proto generate vet
+.PHONY: demo test test-short faults bench build proto generate vet
 
 # Start a master and two workers on loopback and run the example pipeline.
 demo:
@@ -17,6 +17,16 @@ test:
 # The tests without the slowest end-to-end runs.
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# The fault suite: real masters, workers and pipeline programs killed,
+# frozen, flooded and misused on purpose. It fails when a promise breaks and
+# ends with its figures, one `name value unit` a line. The log flood writes
+# about 200 MB.
+FAULT_FIGURES := $(shell mktemp -u)
+faults:
+	KILN_FAULT_FIGURES=$(FAULT_FIGURES) KILN_FAULT_FLOOD_LINES=300000 \
+		$(GO) test -count=1 -run 'Fault' ./e2e; rc=$$?; \
+		cat $(FAULT_FIGURES) 2>/dev/null; rm -f $(FAULT_FIGURES); exit $$rc
 
 # Benchmarks print `name value unit`, one figure a line; they never fail.
 bench:

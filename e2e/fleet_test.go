@@ -53,8 +53,9 @@ func TestDemoPipelineRunsAcrossTwoWorkers(t *testing.T) {
 	}
 }
 
-func TestWorkerKilledMidJobIsRetriedOnAnother(t *testing.T) {
+func TestFaultWorkerKilledMidJobIsRetriedOnAnother(t *testing.T) {
 	t.Parallel()
+	scenario(t)
 	f := newFleet(t, "w1", "w2")
 	f.createPipeline("e2e", "e2e")
 
@@ -68,7 +69,12 @@ func TestWorkerKilledMidJobIsRetriedOnAnother(t *testing.T) {
 
 	f.waitWorker(victim, "lost")
 	detect := time.Since(killed)
-	r = f.waitRun(r.ID, time.Minute)
+	recordDetect(detect)
+	if detect > 2*heartbeat+time.Second {
+		t.Errorf("worker seen lost %s after SIGKILL; want within two heartbeats (%s)", detect,
+			2*heartbeat)
+	}
+	r = f.settle(r.ID, time.Minute)
 	slow := r.job("slow")
 	if r.Status != "succeeded" || slow.Attempts != 2 || slow.Worker == victim {
 		t.Fatalf("run %s, slow = %+v; want success on the other worker at attempt 2", r.Status, slow)
@@ -80,8 +86,9 @@ func TestWorkerKilledMidJobIsRetriedOnAnother(t *testing.T) {
 	t.Logf("worker %s seen lost %s after SIGKILL (heartbeat %s)", victim, detect, heartbeat)
 }
 
-func TestMasterRestartMidRunFinishesTheRun(t *testing.T) {
+func TestFaultMasterKilledMidRunFinishesTheRun(t *testing.T) {
 	t.Parallel()
+	scenario(t)
 	f := newFleet(t, "w1")
 	f.createPipeline("e2e", "e2e")
 
@@ -97,7 +104,7 @@ func TestMasterRestartMidRunFinishesTheRun(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	f.startMaster()
 
-	r = f.waitRun(r.ID, time.Minute)
+	r = f.settle(r.ID, time.Minute)
 	select {
 	case <-waiter.done:
 	case <-time.After(time.Minute):
@@ -114,8 +121,9 @@ func TestMasterRestartMidRunFinishesTheRun(t *testing.T) {
 	}
 }
 
-func TestCancelStopsRunningJobs(t *testing.T) {
+func TestFaultCancelStopsRunningJobs(t *testing.T) {
 	t.Parallel()
+	scenario(t)
 	f := newFleet(t, "w1")
 	f.createPipeline("e2e", "e2e")
 

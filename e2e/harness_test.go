@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	writeFigures()
 	os.Exit(code)
 }
 
@@ -111,7 +112,7 @@ type fleet struct {
 	workers map[string]*proc
 }
 
-const heartbeat = 250 * time.Millisecond
+const heartbeat = 500 * time.Millisecond
 
 func newFleet(t *testing.T, workers ...string) *fleet {
 	t.Helper()
@@ -136,7 +137,8 @@ func (f *fleet) startMaster() {
 func (f *fleet) startWorker(name string, extra ...string) *proc {
 	args := append([]string{"worker", "--master", f.addr,
 		"--secret-file", filepath.Join(f.dir, "master", "worker.secret"),
-		"--name", name, "--data", filepath.Join(f.dir, name), "--log-level", "debug"}, extra...)
+		"--name", name, "--data", filepath.Join(f.dir, name), "--log-level", "debug",
+		"--grace", "1s"}, extra...)
 	p := start(f.t, name, args...)
 	f.workers[name] = p
 	return p
@@ -209,11 +211,19 @@ type runJSON struct {
 }
 
 type jobJSON struct {
-	Name     string `json:"name"`
-	Status   string `json:"status"`
-	Worker   string `json:"worker"`
-	Attempts int    `json:"attempts"`
-	Error    string `json:"error"`
+	Name     string        `json:"name"`
+	Status   string        `json:"status"`
+	Worker   string        `json:"worker"`
+	Attempts int           `json:"attempts"`
+	Error    string        `json:"error"`
+	History  []attemptJSON `json:"history"`
+}
+
+type attemptJSON struct {
+	ID     uint64 `json:"id"`
+	Worker string `json:"worker"`
+	Status string `json:"status"`
+	Error  string `json:"error"`
 }
 
 func (r runJSON) job(name string) jobJSON {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,7 @@ type workerOptions struct {
 	labels      string
 	slots       int
 	minFreeDisk uint64
+	grace       time.Duration
 	logLevel    string
 }
 
@@ -51,6 +53,8 @@ func newWorkerCommand(*env) *cobra.Command {
 	fs.IntVar(&o.slots, "slots", 1, "how many jobs run at once")
 	fs.Uint64Var(&o.minFreeDisk, "min-free-disk", 512<<20,
 		"bytes free in the data folder below which the worker reports itself unhealthy")
+	fs.DurationVar(&o.grace, "grace", 10*time.Second,
+		"how long a cancelled or timed-out job gets to stop before its program is killed")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	for flag, v := range map[string]string{"master": "KILN_MASTER", "secret-file": "KILN_SECRET_FILE",
 		"name": "KILN_WORKER_NAME", "data": "KILN_WORKER_DATA", "labels": "KILN_LABELS",
@@ -89,7 +93,8 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 	}
 	w, err := worker.New(worker.Config{
 		Master: o.master, Secret: secret, Name: o.name, DataDir: data, Labels: labels,
-		Slots: o.slots, MinFreeDisk: o.minFreeDisk, Logger: logger.With("worker", o.name),
+		Slots: o.slots, MinFreeDisk: o.minFreeDisk, Grace: o.grace,
+		Logger: logger.With("worker", o.name),
 	})
 	if err != nil {
 		return err

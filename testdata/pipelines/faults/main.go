@@ -1,5 +1,7 @@
-// The pipeline of Kiln's fault suite: one job whose parameter makes it
-// misbehave in the ways pipeline programs do.
+// The pipeline of Kiln's fault suite: a job whose parameter makes it
+// misbehave in the ways pipeline programs do, with a timeout short enough
+// to be passed in a test, and a job that floods its log, with a timeout
+// long enough for that. Each does nothing unless the mode is its own.
 package main
 
 import (
@@ -22,9 +24,12 @@ func main() {
 				Choices: []string{"ok", "crash", "panic", "exit", "hang", "children", "flood", "sleep"}},
 			{Name: "marker", Default: "0", Description: "a number that marks the children"},
 			{Name: "lines", Default: "1000", Description: "how many lines flood writes"},
-			{Name: "sleep", Default: "1s", Description: "how long sleep sleeps"},
+			{Name: "sleep", Default: "1s", Description: "how long sleep sleeps (under 3s)"},
 		},
-		Jobs: []sdk.Job{{Name: "act", Run: act, Timeout: 20 * time.Second}},
+		Jobs: []sdk.Job{
+			{Name: "act", Run: act, Timeout: 3 * time.Second},
+			{Name: "flood", Run: flood, Timeout: 10 * time.Minute},
+		},
 	})
 }
 
@@ -44,8 +49,6 @@ func act(ctx context.Context, j *sdk.J) error {
 		time.Sleep(time.Hour)
 	case "children":
 		return children(ctx, j)
-	case "flood":
-		return flood(j)
 	case "sleep":
 		d, err := time.ParseDuration(j.Param("sleep"))
 		if err != nil {
@@ -78,7 +81,10 @@ func children(ctx context.Context, j *sdk.J) error {
 // flood writes numbered lines that hold what logs must survive: invalid
 // UTF-8, ANSI escapes, carriage returns, and every 100th line is 64 KiB.
 // The suite regenerates the same bytes to check every one arrived.
-func flood(j *sdk.J) error {
+func flood(ctx context.Context, j *sdk.J) error {
+	if j.Param("mode") != "flood" {
+		return nil
+	}
 	n, err := strconv.Atoi(j.Param("lines"))
 	if err != nil {
 		return err
