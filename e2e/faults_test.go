@@ -308,3 +308,50 @@ func floodLine(i int) []byte {
 	}
 	return []byte(body + "\n")
 }
+
+func freeBytes(t *testing.T, dir string) uint64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Bavail * uint64(st.Bsize)
+}
+
+// This scenario is not parallel: it fills the disk a little, and other
+// tests writing meanwhile would move the line it draws.
+func TestFaultWorkerLowOnDiskGetsNoJobsUntilItRecovers(t *testing.T) {
+	scenario(t)
+	f := newFleet(t)
+	f.createPipeline("faults", "faults")
+	data := filepath.Join(f.dir, "w1")
+	os.MkdirAll(data, 0o700)
+	const margin = 256 << 20
+	threshold := freeBytes(t, data) - margin
+	f.startWorker("w1", "--min-free-disk", fmt.Sprint(threshold))
+	f.waitWorker("w1", "ready")
+
+	ballast := filepath.Join(data, "ballast")
+	if err := os.WriteFile(ballast, make([]byte, 2*margin), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.waitWorker("w1", "unhealthy")
+	r := f.runFaults()
+	time.Sleep(4 * heartbeat)
+	if got := f.run(r.ID); got.job("act").Status != "queued" {
+		t.Fatalf("a job went to a worker low on disk: %+v", got.job("act"))
+	}
+	var runs []struct {
+		Jobs []struct{ Waiting string } `json:"jobs"`
+	}
+	f.jsonOf(&runs, "runs", "list", "faults")
+	if w := runs[0].Jobs[0].Waiting; !strings.Contains(w, "unhealthy") {
+		t.Errorf("the queued job says it waits because %q; want the unhealthy worker named", w)
+	}
+
+	os.Remove(ballast)
+	f.waitWorker("w1", "ready")
+	if r = f.settle(r.ID, 30*time.Second); r.Status != "succeeded" {
+		t.Fatalf("run after the disk recovered: %s %s", r.Status, r.Reason)
+	}
+}

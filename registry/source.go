@@ -54,7 +54,9 @@ func ParseSource(s string) (Source, error) {
 	if u.Scheme == "file" {
 		return Source{Given: s, Git: fileURL(u.Path)}, nil
 	}
-	return Source{Given: s, Git: raw}, nil
+	// The scheme as url.Parse wrote it, lower-case, so that what git gets
+	// is what was checked.
+	return Source{Given: s, Git: u.Scheme + raw[strings.Index(raw, "://"):]}, nil
 }
 
 func checkSourceChars(s string) error {
