@@ -30,8 +30,17 @@ func fetch(ctx context.Context, src Source, commit, dst string, timeout time.Dur
 		DisableSymlinks: true,
 	}
 	if err := client.Get(); err != nil {
+		msg := err.Error()
+		// git refuses, for safety, to clone submodules from local paths into
+		// a checkout; a hostile repository could otherwise read the
+		// master's disk through one.
+		if strings.Contains(msg, "transport 'file' not allowed") {
+			return errorf(ErrFetch, "cannot fetch commit %s from %s: a submodule points at a "+
+				"local path, which git refuses to clone; give submodules https or ssh URLs",
+				commit, redact(src.Git))
+		}
 		return errorf(ErrFetch, "cannot fetch commit %s from %s: %s", commit, redact(src.Git),
-			oneLine(err.Error()))
+			oneLine(msg))
 	}
 	return nil
 }
