@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -299,8 +300,12 @@ func commonPrefix(a, b []byte) int {
 // floodLine is line i of the faults pipeline's flood (its FloodLine).
 func floodLine(i int) []byte {
 	body := fmt.Sprintf("%08d \x1b[3%dmcolour\x1b[0m \xff\xfe progress %d%%\r", i, i%8, i%100)
-	if i%100 == 99 {
-		pad := make([]byte, 64<<10)
+	if i%100 == 99 || i == 150 {
+		size := 64 << 10
+		if i == 150 {
+			size = 1 << 20 // one line of a whole MiB
+		}
+		pad := make([]byte, size)
 		for k := range pad {
 			pad[k] = byte('a' + (i+k)%26)
 		}
@@ -309,30 +314,26 @@ func floodLine(i int) []byte {
 	return []byte(body + "\n")
 }
 
-func freeBytes(t *testing.T, dir string) uint64 {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Bavail * uint64(st.Bsize)
-}
-
-// This scenario is not parallel: it fills the disk a little, and other
-// tests writing meanwhile would move the line it draws.
+// The scenario gives the worker a small file system of its own, so that
+// filling it says nothing about the rest of the machine and nothing else
+// moves its free space. It needs root, to mount a tmpfs.
 func TestFaultWorkerLowOnDiskGetsNoJobsUntilItRecovers(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "w1")
+	os.MkdirAll(data, 0o700)
+	mount := exec.Command("mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", data)
+	if out, err := mount.CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs for the worker (%v: %s)", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", data).Run() })
 	scenario(t)
 	f := newFleet(t)
 	f.createPipeline("faults", "faults")
-	data := filepath.Join(f.dir, "w1")
-	os.MkdirAll(data, 0o700)
-	const margin = 256 << 20
-	threshold := freeBytes(t, data) - margin
-	f.startWorker("w1", "--min-free-disk", fmt.Sprint(threshold))
+	f.startWorker("w1", "--data", data, "--min-free-disk", fmt.Sprint(48<<20))
 	f.waitWorker("w1", "ready")
 
 	ballast := filepath.Join(data, "ballast")
-	if err := os.WriteFile(ballast, make([]byte, 2*margin), 0o600); err != nil {
+	if err := os.WriteFile(ballast, make([]byte, 100<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f.waitWorker("w1", "unhealthy")

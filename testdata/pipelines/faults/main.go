@@ -79,7 +79,8 @@ func children(ctx context.Context, j *sdk.J) error {
 }
 
 // flood writes numbered lines that hold what logs must survive: invalid
-// UTF-8, ANSI escapes, carriage returns, and every 100th line is 64 KiB.
+// UTF-8, ANSI escapes, carriage returns, every 100th line is 64 KiB, and
+// line 150 is a whole MiB.
 // The suite regenerates the same bytes to check every one arrived.
 func flood(ctx context.Context, j *sdk.J) error {
 	if j.Param("mode") != "flood" {
@@ -101,8 +102,12 @@ func flood(ctx context.Context, j *sdk.J) error {
 // FloodLine is line i of the flood; the suite has the same function.
 func FloodLine(i int) []byte {
 	body := fmt.Sprintf("%08d \x1b[3%dmcolour\x1b[0m \xff\xfe progress %d%%\r", i, i%8, i%100)
-	if i%100 == 99 {
-		pad := make([]byte, 64<<10)
+	if i%100 == 99 || i == 150 {
+		size := 64 << 10
+		if i == 150 {
+			size = 1 << 20 // one line of a whole MiB
+		}
+		pad := make([]byte, size)
 		for k := range pad {
 			pad[k] = byte('a' + (i+k)%26)
 		}
