@@ -356,3 +356,95 @@ func TestFaultWorkerLowOnDiskGetsNoJobsUntilItRecovers(t *testing.T) {
 		t.Fatalf("run after the disk recovered: %s %s", r.Status, r.Reason)
 	}
 }
+
+func TestFaultWorkerThatDiesBeforeAcceptingLosesTheJobToTheNext(t *testing.T) {
+	t.Parallel()
+	scenario(t)
+	f := newFleet(t, "w1", "w2")
+	f.createPipeline("faults", "faults")
+	f.mustCI("workers", "suspend", "w2")
+	f.waitWorker("w2", "suspended")
+
+	// w1 freezes, gets the job while its last heartbeat is still fresh,
+	// and dies without ever seeing it.
+	f.workers["w1"].signal(syscall.SIGSTOP)
+	r := f.runFaults()
+	deadline := time.Now().Add(2 * time.Second)
+	for r.job("act").Worker != "w1" {
+		if time.Now().After(deadline) {
+			// The machine was too slow to assign within w1's last
+			// heartbeat's life; the scenario did not happen.
+			f.workers["w1"].signal(syscall.SIGCONT)
+			t.Skip("w1 went silent before the job was assigned to it")
+		}
+		time.Sleep(20 * time.Millisecond)
+		r = f.run(r.ID)
+	}
+	f.workers["w1"].kill()
+	f.mustCI("workers", "resume", "w2")
+
+	r = f.settle(r.ID, 30*time.Second)
+	act := r.job("act")
+	if r.Status != "succeeded" || act.Worker != "w2" || len(act.History) != 2 ||
+		act.History[0].Status != "revoked" {
+		t.Fatalf("run %s, act = %+v; want it revoked on w1 and run on w2", r.Status, act)
+	}
+}
+
+func TestFaultCancelInEveryState(t *testing.T) {
+	t.Parallel()
+	scenario(t)
+	f := newFleet(t, "w1")
+	f.createPipeline("faults", "faults")
+
+	// Queued: no worker may take it.
+	f.mustCI("workers", "suspend", "w1")
+	r := f.runFaults()
+	f.mustCI("runs", "cancel", fmt.Sprint(r.ID))
+	if r = f.settle(r.ID, 10*time.Second); r.Status != "cancelled" || r.job("act").Attempts != 0 {
+		t.Errorf("cancel of a queued run: %s, act %+v", r.Status, r.job("act"))
+	}
+	f.mustCI("workers", "resume", "w1")
+	f.waitWorker("w1", "ready")
+
+	// Assigned but not accepted: the worker is frozen when it gets the job.
+	f.workers["w1"].signal(syscall.SIGSTOP)
+	r = f.runFaults("mode=sleep", "sleep=2s")
+	eventually(t, 5*time.Second, func() bool { return f.run(r.ID).job("act").Attempts == 1 },
+		"the job to be assigned")
+	f.mustCI("runs", "cancel", fmt.Sprint(r.ID))
+	f.workers["w1"].signal(syscall.SIGCONT)
+	if r = f.settle(r.ID, 10*time.Second); r.Status != "cancelled" {
+		t.Errorf("cancel of an assigned run: %s", r.Status)
+	}
+	f.waitWorker("w1", "ready")
+	time.Sleep(2 * heartbeat)
+	if log, _ := f.ci("logs", fmt.Sprint(r.ID), "act"); strings.Contains(log, "done") {
+		t.Errorf("the cancelled assignment ran to its end:\n%s", log)
+	}
+
+	// While its log is uploading: what arrived is a prefix of what was
+	// written, in order.
+	r = f.runFaults("mode=flood", "lines=200000")
+	eventually(t, 30*time.Second, func() bool {
+		log, _ := f.ci("logs", fmt.Sprint(r.ID), "flood")
+		return len(log) > 1<<20
+	}, "the flood to be under way")
+	// The flood may beat the cancel to its end; either way the log holds.
+	f.ci("runs", "cancel", fmt.Sprint(r.ID))
+	r = f.settle(r.ID, 30*time.Second)
+	time.Sleep(time.Second)
+	got := []byte(f.mustCI("logs", fmt.Sprint(r.ID), "flood"))
+	var want bytes.Buffer
+	for i := 0; want.Len() < len(got); i++ {
+		want.Write(floodLine(i))
+	}
+	n := commonPrefix(got, want.Bytes())
+	tail := bytes.TrimLeft(got[n:], "\n")
+	if len(tail) > 0 && !bytes.HasPrefix(tail, []byte("[kiln: job stopped")) &&
+		!bytes.HasPrefix(tail, []byte("[kiln: log truncated")) {
+		t.Errorf("the log of the cancelled flood differs from what was written after %d bytes: %q",
+			n, tail[:min(len(tail), 200)])
+	}
+	recordLog(int64(n), 0)
+}

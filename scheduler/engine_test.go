@@ -419,3 +419,24 @@ func TestWorkerThatDrainedAndLeftIsDroppedAndSilentOnesLater(t *testing.T) {
 		t.Fatal("a worker silent for two hours is still in the table")
 	}
 }
+
+func TestAssignmentOfAWorkerThatDisconnectsGoesToTheNextAtOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.join("w1", 1)
+	h.join("w2", 1)
+	run := &Run{ID: 1, Jobs: []*Job{{Name: "only"}}}
+	h.e.AddRun(run, h.now)
+	first := h.assigned()["only"]
+	gone := first.Worker
+	w, _ := h.e.Worker(gone)
+	h.e.Disconnect(gone, w.Session, h.now)
+
+	eff := h.e.Effects()
+	if len(eff.Assign) != 1 || eff.Assign[0].Worker == gone {
+		t.Fatalf("reassignment = %+v, want the other worker at once", eff.Assign)
+	}
+	if err := h.e.Accept(first.Attempt, gone, h.now); !errors.Is(err, ErrStale) {
+		t.Fatalf("a late accept of the first attempt: %v, want ErrStale", err)
+	}
+}

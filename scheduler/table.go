@@ -114,6 +114,16 @@ func (e *Engine) Disconnect(id uint64, session string, now time.Time) {
 		return
 	}
 	w.Connected, w.Reason = false, "its connection closed"
+	// An assignment it had not accepted may never have reached it: the
+	// next worker gets the job now rather than at the accept timeout. If
+	// the worker did get it, its Accept is refused as stale.
+	for _, id := range sortedIDs(w.Running) {
+		if ref, ok := e.attempts[id]; ok && ref.a.Status == Assigned {
+			e.requeue(ref.run, ref.job, ref.a, AttemptRevoked,
+				"worker "+w.Name+" disconnected before it accepted the job", now)
+		}
+	}
+	e.dispatch(now)
 	if w.Draining && len(w.Running) == 0 {
 		// It drained and left: nothing is lost, so nothing is shown lost.
 		e.remove(w)

@@ -17,6 +17,7 @@ type serverOptions struct {
 	grpcAddr  string
 	httpAddr  string
 	heartbeat time.Duration
+	accept    time.Duration
 	goproxy   string
 	logLevel  string
 }
@@ -37,6 +38,8 @@ func newServerCommand(*env) *cobra.Command {
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7071", "address of the HTTP port (health)")
 	fs.DurationVar(&o.heartbeat, "heartbeat-interval", 2*time.Second,
 		"how often workers report; one silent for two intervals is lost")
+	fs.DurationVar(&o.accept, "accept-timeout", 5*time.Second,
+		"how long an assignment waits for its worker to accept it before the next worker gets it")
 	fs.StringVar(&o.goproxy, "goproxy", "off",
 		"GOPROXY for pipeline builds; off builds from the module cache only")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -59,7 +62,8 @@ func (o *serverOptions) run(cmd *cobra.Command) error {
 	}
 	srv, err := server.New(server.Config{
 		DataDir: data, GRPCAddr: o.grpcAddr, HTTPAddr: o.httpAddr,
-		HeartbeatInterval: o.heartbeat, GoProxy: o.goproxy, Logger: logger,
+		HeartbeatInterval: o.heartbeat, AcceptTimeout: o.accept, GoProxy: o.goproxy,
+		Logger: logger,
 	})
 	if err != nil {
 		return err
