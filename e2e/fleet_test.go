@@ -80,7 +80,8 @@ func TestFaultWorkerKilledMidJobIsRetriedOnAnother(t *testing.T) {
 		t.Fatalf("run %s, slow = %+v; want success on the other worker at attempt 2", r.Status, slow)
 	}
 	log := f.mustCI("logs", fmt.Sprint(r.ID), "slow")
-	if !strings.Contains(log, "attempt 1 lost") || !strings.Contains(log, "slow done") {
+	if !strings.Contains(log, "attempt 1 lost") || !strings.Contains(log, "its log stops above") ||
+		!strings.Contains(log, "slow done") {
 		t.Errorf("slow's log does not tell the lost attempt and the retry:\n%s", log)
 	}
 	t.Logf("worker %s seen lost %s after SIGKILL (heartbeat %s)", victim, detect, heartbeat)

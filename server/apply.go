@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -48,7 +49,11 @@ func (s *Server) applyLocked() uint64 {
 		s.metrics.lost.Inc()
 		s.log.Warn("attempt lost", "run_id", n.Run, "job", n.Job, "attempt", n.Attempt,
 			"reason", n.Text)
-		if err := s.logs.Note(n.Run, n.Job, n.Attempt, n.Text); err != nil {
+		// Say where the attempt's log stops, so that a reader knows the
+		// lines above are all that arrived of it.
+		text := fmt.Sprintf("%s (its log stops above, after %d bytes)", n.Text,
+			s.logs.Received(n.Run, n.Job, n.Attempt))
+		if err := s.logs.Note(n.Run, n.Job, n.Attempt, text); err != nil {
 			s.log.Error("write log note", "run_id", n.Run, "job", n.Job, "err", err)
 		}
 	}
