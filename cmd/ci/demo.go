@@ -88,7 +88,7 @@ func (o *demoOptions) run(cmd *cobra.Command) error {
 	}
 	fmt.Fprintf(out, "run %d succeeded in %s\n", r.Id, span(r.Started, r.Finished, o.now()))
 	if o.serve {
-		printJoinHelp(out, srv.GRPCAddr(), srv.HTTPAddr(), data)
+		printJoinHelp(out, srv.GRPCAddr(), srv.HTTPAddr(), filepath.Join(data, "master"))
 		fmt.Fprintln(out, "serving until interrupted")
 		<-ctx.Done()
 	}
