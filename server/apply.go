@@ -227,11 +227,11 @@ func (sv *saver) wait(gen uint64) {
 	}
 }
 
-func (sv *saver) run(ctx context.Context) error {
+func (sv *saver) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-sv.kick:
 			sv.flush()
 		}

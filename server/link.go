@@ -1,11 +1,12 @@
 package server
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io"
 
-	"context"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -182,20 +183,24 @@ func (l *link) UploadLog(stream kilnpb.Link_UploadLogServer) error {
 	}
 }
 
-func (l *link) Finish(ctx context.Context,
-	req *kilnpb.FinishRequest) (*kilnpb.FinishResponse, error) {
+func (l *link) Finish(ctx context.Context, req *kilnpb.FinishRequest) (*kilnpb.FinishResponse, error) {
 	s := l.s
 	id, err := s.workerOf(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ref, _ := s.attemptRef(req.AttemptId, id)
+	// The worker uploads the whole log before it finishes. A log still
+	// short here lost bytes on the way for good (the worker keeps no copy
+	// after its upload ended): the result stands, and the log says so.
 	if got := s.logs.Received(ref.run, ref.job, req.AttemptId); got < req.LogBytes {
-		// The worker uploads before it finishes; a short log means chunks
-		// are still on their way, so the worker must retry.
-		return nil, status.Errorf(codes.Unavailable,
-			"log of attempt %d is incomplete (%d of %d bytes): upload the rest first",
-			req.AttemptId, got, req.LogBytes)
+		note := fmt.Sprintf("kiln: %d of the %d bytes of this attempt's log did not arrive",
+			req.LogBytes-got, req.LogBytes)
+		if err := s.logs.Note(ref.run, ref.job, req.AttemptId, note); err != nil {
+			s.log.Error("write log note", "run_id", ref.run, "job", ref.job, "err", err)
+		}
+		s.log.Warn("log incomplete", "run_id", ref.run, "job", ref.job,
+			"attempt", req.AttemptId, "received", got, "sent", req.LogBytes)
 	}
 	s.mu.Lock()
 	err = s.eng.Finish(req.AttemptId, id, scheduler.Result{OK: req.Ok, Error: req.Error,

@@ -251,7 +251,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 3)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
 	go func() { errc <- s.http.Serve(s.httpLis) }()
-	go func() { errc <- s.saver.run(ctx) }()
+	// The saver outlives the ports: calls that are finishing while the
+	// master stops wait for it.
+	saverCtx, stopSaver := context.WithCancel(context.Background())
+	defer stopSaver()
+	go s.saver.run(saverCtx)
 	tick := time.NewTicker(max(s.cfg.HeartbeatInterval/8, 20*time.Millisecond))
 	defer tick.Stop()
 	s.log.Info("master serving", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr())

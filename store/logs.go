@@ -135,18 +135,27 @@ func (l *Logs) Note(run uint64, job string, attempt uint64, text string) error {
 	if _, err := a.f.WriteString("\n" + strings.TrimRight(text, "\n") + "\n"); err != nil {
 		return err
 	}
+	// Notes are for attempts that ended without their worker's word; a
+	// late chunk opens the file again.
+	l.closeLocked(k)
 	l.wakeLocked(k.jobKey)
 	return nil
 }
 
-// Received returns how much of an attempt's stream has arrived.
+// Received returns how much of an attempt's stream has arrived, from
+// memory or, for a log that is closed, from the mark beside it.
 func (l *Logs) Received(run uint64, job string, attempt uint64) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if a := l.open[attemptKey{jobKey{run, job}, attempt}]; a != nil {
+	k := attemptKey{jobKey{run, job}, attempt}
+	if a := l.open[k]; a != nil {
 		return a.received
 	}
-	return 0
+	b, err := os.ReadFile(l.path(k) + ".received")
+	if err != nil || len(b) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b))
 }
 
 // Close closes an attempt's file; a later Append reopens it.
@@ -154,12 +163,16 @@ func (l *Logs) Close(run uint64, job string, attempt uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := attemptKey{jobKey{run, job}, attempt}
+	l.closeLocked(k)
+	l.wakeLocked(k.jobKey)
+}
+
+func (l *Logs) closeLocked(k attemptKey) {
 	if a := l.open[k]; a != nil {
 		a.f.Close()
 		a.mark.Close()
 		delete(l.open, k)
 	}
-	l.wakeLocked(k.jobKey)
 }
 
 // Wait returns a channel that is closed at the job's next log write.

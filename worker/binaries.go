@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 
@@ -20,9 +21,12 @@ import (
 
 // binaries keeps the pipeline programs this worker pulled, by digest.
 type binaries struct {
-	dir   string
-	link  kilnpb.LinkClient
-	auth  func(context.Context) context.Context
+	dir  string
+	link kilnpb.LinkClient
+	auth func(context.Context) context.Context
+	// life bounds pulls: one pull serves every attempt that needs the
+	// binary, so no single attempt's end may cut it off.
+	life  context.Context
 	group singleflight.Group
 
 	mu sync.Mutex
@@ -49,13 +53,19 @@ func (b *binaries) get(ctx context.Context, a *kilnpb.Assignment) (string, strin
 			return path, actual, nil
 		}
 	}
-	v, err, _ := b.group.Do(digest, func() (any, error) {
-		return b.pull(ctx, a)
+	ch := b.group.DoChan(digest, func() (any, error) {
+		return b.pullRetrying(a)
 	})
-	if err != nil {
-		return "", "", err
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		return "", "", context.Cause(ctx)
 	}
-	actual = v.(string)
+	if res.Err != nil {
+		return "", "", res.Err
+	}
+	actual = res.Val.(string)
 	b.mu.Lock()
 	b.variants[digest] = actual
 	b.mu.Unlock()
@@ -77,6 +87,25 @@ func (b *binaries) path(digest string) string {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// pullRetrying pulls, trying again for a while when the master is away
+// for a moment (a restart, a network blip).
+func (b *binaries) pullRetrying(a *kilnpb.Assignment) (string, error) {
+	backoff := 100 * time.Millisecond
+	deadline := time.Now().Add(time.Minute)
+	for {
+		digest, err := b.pull(b.life, a)
+		if err == nil || !retryable(err) || time.Now().After(deadline) {
+			return digest, err
+		}
+		select {
+		case <-b.life.Done():
+			return "", err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
 
 // pull fetches the binary and keeps it under its digest; it returns that

@@ -3,6 +3,7 @@ package worker
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kilnci/kiln/host"
@@ -28,6 +29,8 @@ type session struct {
 	plugin *host.Plugin
 	out    *output
 	err    error
+	// started is set once plugin, out and err are, for readers outside once.
+	started atomic.Bool
 
 	users   int         // guarded by Worker.mu
 	retired bool        // guarded by Worker.mu
@@ -38,6 +41,14 @@ type session struct {
 func (w *Worker) acquire(run uint64, digest, path string) (*session, error) {
 	w.mu.Lock()
 	s := w.sessions[run]
+	if s != nil && s.started.Load() && s.plugin != nil && s.plugin.Exited() {
+		// Its program died between jobs; the next job gets a new one.
+		s.retired = true
+		if s.users == 0 {
+			go w.stopSession(s)
+		}
+		s = nil
+	}
 	if s == nil {
 		s = &session{}
 		w.sessions[run] = s
@@ -51,6 +62,7 @@ func (w *Worker) acquire(run uint64, digest, path string) (*session, error) {
 
 	s.once.Do(func() {
 		s.plugin, s.out, s.err = w.takeSpare(digest, path)
+		s.started.Store(true)
 	})
 	if s.err != nil {
 		w.release(run, s, true)

@@ -11,6 +11,9 @@ import (
 	"github.com/kilnci/kiln/proto/kilnpb"
 )
 
+// uploadPatience is how long an upload keeps failing before it is given up.
+const uploadPatience = 2 * time.Minute
+
 // uploader spools an attempt's log to disk and streams it to the master
 // as it grows. The spool keeps every byte until the master confirmed all
 // of them, so that a broken stream is resumed without loss; the master
@@ -75,13 +78,20 @@ func (u *uploader) remove() {
 func (u *uploader) run() {
 	defer close(u.done)
 	backoff := 50 * time.Millisecond
+	failingSince := time.Time{}
 	for {
 		acked, err := u.stream()
 		if err == nil {
 			u.acked = acked
 			return
 		}
-		if !retryable(err) || u.w.life.Err() != nil {
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		// A master that keeps failing the upload (a full disk, say) must
+		// not keep the job from finishing: the result goes on, and the
+		// master notes the bytes that did not arrive.
+		if !retryable(err) || u.w.life.Err() != nil || time.Since(failingSince) > uploadPatience {
 			u.err = err
 			return
 		}

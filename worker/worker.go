@@ -140,7 +140,7 @@ func New(cfg Config) (*Worker, error) {
 	w.life, w.kill = context.WithCancel(context.Background())
 	w.instance = randomID()
 	w.bins = &binaries{dir: filepath.Join(cfg.DataDir, "bin"), link: w.link, auth: w.auth,
-		variants: map[string]string{}}
+		life: w.life, variants: map[string]string{}}
 	return w, nil
 }
 
@@ -229,12 +229,17 @@ func (w *Worker) drain() {
 func (w *Worker) connectLoop(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
-		err := w.session1(ctx)
+		joined, err := w.session1(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if errors.Is(err, ErrSecret) || errors.Is(err, ErrRefused) {
 			return err
+		}
+		if joined {
+			// The master was there a moment ago: come back fast, before the
+			// leases of the running attempts run out.
+			backoff = 100 * time.Millisecond
 		}
 		w.log.Warn("connection to master lost; retrying", "err", err, "in", backoff)
 		select {
@@ -243,17 +248,14 @@ func (w *Worker) connectLoop(ctx context.Context) error {
 		case <-time.After(backoff + rand.N(backoff/2)):
 		}
 		backoff = min(backoff*2, 5*time.Second)
-		if err == nil {
-			backoff = 100 * time.Millisecond
-		}
 	}
 }
 
 // session1 is one connection's life: join, then heartbeat and take events
-// until one of them fails.
-func (w *Worker) session1(ctx context.Context) error {
+// until one of them fails. It reports whether the join succeeded.
+func (w *Worker) session1(ctx context.Context) (bool, error) {
 	if err := w.join(ctx); err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -263,7 +265,7 @@ func (w *Worker) session1(ctx context.Context) error {
 	err := <-errc
 	cancel()
 	<-errc
-	return err
+	return true, err
 }
 
 func (w *Worker) join(ctx context.Context) error {
