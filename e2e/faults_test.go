@@ -76,7 +76,7 @@ func TestFaultWorkerFrozenPastItsLeaseLearnsItAndStops(t *testing.T) {
 		t.Fatalf("run %s, act = %+v; want success elsewhere after a lost attempt", r.Status, act)
 	}
 	first := strconv.FormatUint(act.History[0].ID, 10)
-	eventually(t, 20*time.Second, func() bool {
+	eventually(t, time.Minute, func() bool {
 		out := f.workers[victim].out.String()
 		return strings.Contains(out, "attempt="+first) &&
 			(strings.Contains(out, "result refused") || strings.Contains(out, "attempt revoked")) &&
@@ -319,6 +319,7 @@ func floodLine(i int) []byte {
 // moves its free space. It needs root, to mount a tmpfs.
 func TestFaultWorkerLowOnDiskGetsNoJobsUntilItRecovers(t *testing.T) {
 	t.Parallel()
+	scenario(t)
 	data := filepath.Join(t.TempDir(), "w1")
 	os.MkdirAll(data, 0o700)
 	mount := exec.Command("mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", data)
@@ -326,7 +327,6 @@ func TestFaultWorkerLowOnDiskGetsNoJobsUntilItRecovers(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs for the worker (%v: %s)", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", data).Run() })
-	scenario(t)
 	f := newFleet(t)
 	f.createPipeline("faults", "faults")
 	f.startWorker("w1", "--data", data, "--min-free-disk", fmt.Sprint(48<<20))

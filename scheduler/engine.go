@@ -323,7 +323,7 @@ func (e *Engine) Tick(now time.Time) {
 func (e *Engine) expire(ref attemptRef, now time.Time) {
 	r, j, a := ref.run, ref.job, ref.a
 	if a.Status == Assigned {
-		why := fmt.Sprintf("worker %s did not accept it within %s", a.Worker, e.cfg.AcceptTimeout)
+		why := fmt.Sprintf("worker %s did not accept it in time", a.Worker)
 		e.requeue(r, j, a, AttemptRevoked, why, now)
 		return
 	}

@@ -92,6 +92,9 @@ func (l *link) Events(_ *kilnpb.EventsRequest, stream kilnpb.Link_EventsServer) 
 	}
 	s.streams[id] = ws
 	err = s.eng.Connect(id, w.Session, s.now())
+	if err != nil {
+		delete(s.streams, id)
+	}
 	s.applyLocked()
 	s.mu.Unlock()
 	if err != nil {

@@ -182,6 +182,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	select {
 	case err := <-done:
+		w.kill() // no spare may start after the sessions are closed
 		w.stopAll("the worker stops")
 		w.closeSessions()
 		return err
