@@ -248,7 +248,10 @@ func (m *master) ResumeWorker(_ context.Context,
 }
 
 func (s *Server) setSuspended(name string, on bool) (*kilnpb.Worker, error) {
+	// The record is written under the lock, so that two operators who
+	// suspend and resume at once leave the record as the table is.
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var w scheduler.Worker
 	var err error
 	if on {
@@ -257,7 +260,6 @@ func (s *Server) setSuspended(name string, on bool) (*kilnpb.Worker, error) {
 		w, err = s.eng.Resume(name, s.now())
 	}
 	s.applyLocked()
-	s.mu.Unlock()
 	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "no worker named %q: see ci workers list", name)
 	}
