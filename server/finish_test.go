@@ -15,8 +15,8 @@ import (
 	"github.com/kilnci/kiln/scheduler"
 )
 
-// serveIn starts a master on dir; stop ends it.
-func serveIn(t *testing.T, dir string) (*Server, kilnpb.LinkClient, func()) {
+// serveIn starts a master on dir; stop ends it and closes conn.
+func serveIn(t *testing.T, dir string) (*Server, *grpc.ClientConn, func()) {
 	t.Helper()
 	s, err := New(Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		HeartbeatInterval: 500 * time.Millisecond})
@@ -30,7 +30,14 @@ func serveIn(t *testing.T, dir string) (*Server, kilnpb.LinkClient, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, kilnpb.NewLinkClient(conn), func() { conn.Close(); cancel(); <-done; s.Close() }
+	return s, conn, func() { conn.Close(); cancel(); <-done; s.Close() }
+}
+
+// serveLink starts a master on dir for a worker's calls.
+func serveLink(t *testing.T, dir string) (*Server, kilnpb.LinkClient, func()) {
+	t.Helper()
+	s, conn, stop := serveIn(t, dir)
+	return s, kilnpb.NewLinkClient(conn), stop
 }
 
 // joinWorker joins a worker reporting running, opens its event stream and
@@ -80,7 +87,7 @@ func startAttempt(t *testing.T, s *Server, link kilnpb.LinkClient) (context.Cont
 
 func TestFinishRetriedAfterItsAnswerWasLostIsRefusedAsStale(t *testing.T) {
 	t.Parallel()
-	s, link, stop := serveIn(t, t.TempDir())
+	s, link, stop := serveLink(t, t.TempDir())
 	defer stop()
 	ctx, id := startAttempt(t, s, link)
 	req := &kilnpb.FinishRequest{AttemptId: id, Ok: true, LogBytes: 5}
@@ -96,11 +103,11 @@ func TestFinishRetriedAfterItsAnswerWasLostIsRefusedAsStale(t *testing.T) {
 func TestFinishAfterAMasterRestartEndsTheRun(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, link, stop := serveIn(t, dir)
+	s, link, stop := serveLink(t, dir)
 	_, id := startAttempt(t, s, link)
 	stop()
 
-	s, link, stop = serveIn(t, dir)
+	s, link, stop = serveLink(t, dir)
 	defer stop()
 	ctx, _ := joinWorker(t, s, link, id)
 	if _, err := link.Finish(ctx, &kilnpb.FinishRequest{AttemptId: id, Ok: true,
@@ -114,7 +121,7 @@ func TestFinishAfterAMasterRestartEndsTheRun(t *testing.T) {
 
 func TestFinishWithLogBytesMissingStillEndsTheJobAndSaysSo(t *testing.T) {
 	t.Parallel()
-	s, link, stop := serveIn(t, t.TempDir())
+	s, link, stop := serveLink(t, t.TempDir())
 	defer stop()
 	ctx, id := startAttempt(t, s, link)
 	if _, err := link.Finish(ctx, &kilnpb.FinishRequest{AttemptId: id, Ok: true,

@@ -8,11 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -20,22 +18,11 @@ import (
 	"github.com/kilnci/kiln/proto/pluginpb"
 )
 
+// startServer starts a master on a folder of its own for the test.
 func startServer(t *testing.T) (*Server, *grpc.ClientConn) {
 	t.Helper()
-	dir := t.TempDir()
-	s, err := New(Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		HeartbeatInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Serve(ctx); close(done) }()
-	conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); cancel(); <-done; s.Close() })
+	s, conn, stop := serveIn(t, t.TempDir())
+	t.Cleanup(stop)
 	return s, conn
 }
 

@@ -139,26 +139,27 @@ func (o *clientOptions) loadToken(cmd *cobra.Command) (string, error) {
 	case fs.Changed("token"):
 		return strings.TrimSpace(o.token), nil
 	case fs.Changed("token-file"):
-		return readToken(o.tokenFile)
+		return readSecret(o.tokenFile, "token")
 	case o.token != "":
 		return strings.TrimSpace(o.token), nil
 	case o.tokenFile != "":
-		return readToken(o.tokenFile)
+		return readSecret(o.tokenFile, "token")
 	}
 	return "", nil
 }
 
-// readToken reads the token that the master wrote to path.
-func readToken(path string) (string, error) {
+// readSecret reads a token or secret file that the master wrote; what
+// names it in errors ("token", "secret").
+func readSecret(path, what string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read the token file: %w", err)
+		return "", fmt.Errorf("read the %s file: %w", what, err)
 	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", fmt.Errorf("token file %s is empty", path)
+	secret := strings.TrimSpace(string(b))
+	if secret == "" {
+		return "", fmt.Errorf("%s file %s is empty", what, path)
 	}
-	return token, nil
+	return secret, nil
 }
 
 // bearer is the "authorization: Bearer <token>" metadata of every call.

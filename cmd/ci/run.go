@@ -352,20 +352,12 @@ func newRunsShowCommand(e *env) *cobra.Command {
 }
 
 func (o *runsShowOptions) run(cmd *cobra.Command, arg string) error {
-	id, err := parseRunID(arg)
-	if err != nil {
-		return usageErrorf(cmd, "%v", err)
-	}
-	c, err := o.dial(cmd)
+	r, err := o.callRun(cmd, arg,
+		func(ctx context.Context, c *client, id uint64) (*kilnpb.Run, error) {
+			return c.GetRun(ctx, &kilnpb.GetRunRequest{Id: id})
+		})
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-
-	ctx := cmd.Context()
-	r, err := c.GetRun(ctx, &kilnpb.GetRunRequest{Id: id})
-	if err != nil {
-		return c.callError(ctx, err)
 	}
 
 	out := cmd.OutOrStdout()
@@ -443,20 +435,12 @@ func newRunsCancelCommand(e *env) *cobra.Command {
 }
 
 func (o *runsCancelOptions) run(cmd *cobra.Command, arg string) error {
-	id, err := parseRunID(arg)
-	if err != nil {
-		return usageErrorf(cmd, "%v", err)
-	}
-	c, err := o.dial(cmd)
+	r, err := o.callRun(cmd, arg,
+		func(ctx context.Context, c *client, id uint64) (*kilnpb.Run, error) {
+			return c.CancelRun(ctx, &kilnpb.CancelRunRequest{Id: id})
+		})
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-
-	ctx := cmd.Context()
-	r, err := c.CancelRun(ctx, &kilnpb.CancelRunRequest{Id: id})
-	if err != nil {
-		return c.callError(ctx, err)
 	}
 
 	out := cmd.OutOrStdout()
@@ -465,6 +449,26 @@ func (o *runsCancelOptions) run(cmd *cobra.Command, arg string) error {
 	}
 	_, err = fmt.Fprintf(out, "run %d %s\n", r.Id, r.Status)
 	return err
+}
+
+// callRun makes one call about the run whose ID is arg: it reads the ID,
+// dials the master and turns a refusal into the one line for the user.
+func (o *clientOptions) callRun(cmd *cobra.Command, arg string,
+	call func(context.Context, *client, uint64) (*kilnpb.Run, error)) (*kilnpb.Run, error) {
+	id, err := parseRunID(arg)
+	if err != nil {
+		return nil, usageErrorf(cmd, "%v", err)
+	}
+	c, err := o.dial(cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	r, err := call(cmd.Context(), c, id)
+	if err != nil {
+		return nil, c.callError(cmd.Context(), err)
+	}
+	return r, nil
 }
 
 // parseRunID reads a run ID as people write it: "12" or "#12".

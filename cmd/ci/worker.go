@@ -79,10 +79,9 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return usageErrorf(cmd, "%v", err)
 	}
-	secret, err := readToken(o.secretFile)
+	secret, err := readSecret(o.secretFile, "secret")
 	if err != nil {
-		return fmt.Errorf("worker secret: %v: pass the master's DATA/worker.secret with "+
-			"--secret-file", strings.ReplaceAll(err.Error(), "token file", "secret file"))
+		return fmt.Errorf("%v: pass the master's DATA/worker.secret with --secret-file", err)
 	}
 	if err := scheduler.CheckWorkerName(o.name); err != nil {
 		return usageErrorf(cmd, "%v", err)
