@@ -33,16 +33,23 @@ type Pipeline struct {
 	Source      string                 `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
 	Dir         string                 `protobuf:"bytes,5,opt,name=dir,proto3" json:"dir,omitempty"`
 	// ref is the ref policy: a branch, a tag, a commit or a semver constraint.
-	Ref            string `protobuf:"bytes,6,opt,name=ref,proto3" json:"ref,omitempty"`
-	CurrentVersion uint64 `protobuf:"varint,7,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
-	Created        int64  `protobuf:"varint,8,opt,name=created,proto3" json:"created,omitempty"`
-	Modified       int64  `protobuf:"varint,9,opt,name=modified,proto3" json:"modified,omitempty"`
-	LastRunId      uint64 `protobuf:"varint,10,opt,name=last_run_id,json=lastRunId,proto3" json:"last_run_id,omitempty"`
-	LastRunStatus  string `protobuf:"bytes,11,opt,name=last_run_status,json=lastRunStatus,proto3" json:"last_run_status,omitempty"`
-	LastRunAt      int64  `protobuf:"varint,12,opt,name=last_run_at,json=lastRunAt,proto3" json:"last_run_at,omitempty"`
-	LastRunBy      string `protobuf:"bytes,13,opt,name=last_run_by,json=lastRunBy,proto3" json:"last_run_by,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Ref            string    `protobuf:"bytes,6,opt,name=ref,proto3" json:"ref,omitempty"`
+	CurrentVersion uint64    `protobuf:"varint,7,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
+	Created        int64     `protobuf:"varint,8,opt,name=created,proto3" json:"created,omitempty"`
+	Modified       int64     `protobuf:"varint,9,opt,name=modified,proto3" json:"modified,omitempty"`
+	LastRunId      uint64    `protobuf:"varint,10,opt,name=last_run_id,json=lastRunId,proto3" json:"last_run_id,omitempty"`
+	LastRunStatus  string    `protobuf:"bytes,11,opt,name=last_run_status,json=lastRunStatus,proto3" json:"last_run_status,omitempty"`
+	LastRunAt      int64     `protobuf:"varint,12,opt,name=last_run_at,json=lastRunAt,proto3" json:"last_run_at,omitempty"`
+	LastRunBy      string    `protobuf:"bytes,13,opt,name=last_run_by,json=lastRunBy,proto3" json:"last_run_by,omitempty"`
+	Triggers       *Triggers `protobuf:"bytes,14,opt,name=triggers,proto3" json:"triggers,omitempty"`
+	// webhook_secret is kept on the record and never sent to clients.
+	WebhookSecret string        `protobuf:"bytes,15,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
+	TriggerState  *TriggerState `protobuf:"bytes,16,opt,name=trigger_state,json=triggerState,proto3" json:"trigger_state,omitempty"`
+	// events are the newest trigger events, newest first; only GetPipeline
+	// fills them.
+	Events        []*TriggerEvent `protobuf:"bytes,17,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Pipeline) Reset() {
@@ -166,6 +173,395 @@ func (x *Pipeline) GetLastRunBy() string {
 	return ""
 }
 
+func (x *Pipeline) GetTriggers() *Triggers {
+	if x != nil {
+		return x.Triggers
+	}
+	return nil
+}
+
+func (x *Pipeline) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
+	}
+	return ""
+}
+
+func (x *Pipeline) GetTriggerState() *TriggerState {
+	if x != nil {
+		return x.TriggerState
+	}
+	return nil
+}
+
+func (x *Pipeline) GetEvents() []*TriggerEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// Triggers say what starts the pipeline's runs besides `ci run`.
+type Triggers struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// webhook is true when a webhook secret is set: POST /hooks/NAME on the
+	// master's HTTP port then builds and runs pushes to the followed ref.
+	Webhook bool `protobuf:"varint,1,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	// poll_ms is how often the source is asked whether the followed ref
+	// moved; zero never.
+	PollMs int64 `protobuf:"varint,2,opt,name=poll_ms,json=pollMs,proto3" json:"poll_ms,omitempty"`
+	// schedules are cron expressions: five fields, @daily, @every 10m, ...
+	Schedules []string `protobuf:"bytes,3,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	// timezone is the IANA zone schedules are read in; empty is UTC.
+	Timezone string `protobuf:"bytes,4,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	// depends_on names pipelines whose successful runs start this one.
+	DependsOn     []string `protobuf:"bytes,5,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Triggers) Reset() {
+	*x = Triggers{}
+	mi := &file_kiln_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Triggers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Triggers) ProtoMessage() {}
+
+func (x *Triggers) ProtoReflect() protoreflect.Message {
+	mi := &file_kiln_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Triggers.ProtoReflect.Descriptor instead.
+func (*Triggers) Descriptor() ([]byte, []int) {
+	return file_kiln_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Triggers) GetWebhook() bool {
+	if x != nil {
+		return x.Webhook
+	}
+	return false
+}
+
+func (x *Triggers) GetPollMs() int64 {
+	if x != nil {
+		return x.PollMs
+	}
+	return 0
+}
+
+func (x *Triggers) GetSchedules() []string {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+func (x *Triggers) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *Triggers) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+// TriggerState is what the master's trigger loops remember of a pipeline.
+type TriggerState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// poll_commit is the commit of the followed ref the last poll saw.
+	PollCommit string `protobuf:"bytes,1,opt,name=poll_commit,json=pollCommit,proto3" json:"poll_commit,omitempty"`
+	PolledAt   int64  `protobuf:"varint,2,opt,name=polled_at,json=polledAt,proto3" json:"polled_at,omitempty"`
+	// poll_error is why the last poll failed; empty when it did not.
+	PollError string `protobuf:"bytes,3,opt,name=poll_error,json=pollError,proto3" json:"poll_error,omitempty"`
+	// scheduled_at is when the schedules last fired, or were set: the next
+	// slot after it is the next run.
+	ScheduledAt int64 `protobuf:"varint,4,opt,name=scheduled_at,json=scheduledAt,proto3" json:"scheduled_at,omitempty"`
+	// next_schedule is the next slot, filled for clients.
+	NextSchedule  int64 `protobuf:"varint,5,opt,name=next_schedule,json=nextSchedule,proto3" json:"next_schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerState) Reset() {
+	*x = TriggerState{}
+	mi := &file_kiln_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerState) ProtoMessage() {}
+
+func (x *TriggerState) ProtoReflect() protoreflect.Message {
+	mi := &file_kiln_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerState.ProtoReflect.Descriptor instead.
+func (*TriggerState) Descriptor() ([]byte, []int) {
+	return file_kiln_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TriggerState) GetPollCommit() string {
+	if x != nil {
+		return x.PollCommit
+	}
+	return ""
+}
+
+func (x *TriggerState) GetPolledAt() int64 {
+	if x != nil {
+		return x.PolledAt
+	}
+	return 0
+}
+
+func (x *TriggerState) GetPollError() string {
+	if x != nil {
+		return x.PollError
+	}
+	return ""
+}
+
+func (x *TriggerState) GetScheduledAt() int64 {
+	if x != nil {
+		return x.ScheduledAt
+	}
+	return 0
+}
+
+func (x *TriggerState) GetNextSchedule() int64 {
+	if x != nil {
+		return x.NextSchedule
+	}
+	return 0
+}
+
+// TriggerEvent is one thing that tried to start a run: a delivery, a poll
+// that saw a new commit, a schedule slot, an upstream success.
+type TriggerEvent struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	At      int64                  `protobuf:"varint,1,opt,name=at,proto3" json:"at,omitempty"`
+	Trigger *Trigger               `protobuf:"bytes,2,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	// outcome is "queued", "started", "ignored" or "failed".
+	Outcome string `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// message says what happened, for people.
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	RunId         uint64 `protobuf:"varint,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Version       uint64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerEvent) Reset() {
+	*x = TriggerEvent{}
+	mi := &file_kiln_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerEvent) ProtoMessage() {}
+
+func (x *TriggerEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_kiln_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerEvent.ProtoReflect.Descriptor instead.
+func (*TriggerEvent) Descriptor() ([]byte, []int) {
+	return file_kiln_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TriggerEvent) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *TriggerEvent) GetTrigger() *Trigger {
+	if x != nil {
+		return x.Trigger
+	}
+	return nil
+}
+
+func (x *TriggerEvent) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *TriggerEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *TriggerEvent) GetRunId() uint64 {
+	if x != nil {
+		return x.RunId
+	}
+	return 0
+}
+
+func (x *TriggerEvent) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// Trigger says what started a run.
+type Trigger struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is one of "manual", "webhook", "poll", "schedule", "upstream".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// by is who: the token's name for a manual run, the pusher for a
+	// webhook, the cron expression for a schedule.
+	By string `protobuf:"bytes,2,opt,name=by,proto3" json:"by,omitempty"`
+	// detail is one line for people: "github push to refs/heads/main".
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// delivery is the webhook delivery's ID.
+	Delivery         string `protobuf:"bytes,4,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	UpstreamPipeline string `protobuf:"bytes,5,opt,name=upstream_pipeline,json=upstreamPipeline,proto3" json:"upstream_pipeline,omitempty"`
+	UpstreamRun      uint64 `protobuf:"varint,6,opt,name=upstream_run,json=upstreamRun,proto3" json:"upstream_run,omitempty"`
+	// ref and commit are what a webhook or a poll asked to build.
+	Ref           string `protobuf:"bytes,7,opt,name=ref,proto3" json:"ref,omitempty"`
+	Commit        string `protobuf:"bytes,8,opt,name=commit,proto3" json:"commit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Trigger) Reset() {
+	*x = Trigger{}
+	mi := &file_kiln_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Trigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Trigger) ProtoMessage() {}
+
+func (x *Trigger) ProtoReflect() protoreflect.Message {
+	mi := &file_kiln_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Trigger.ProtoReflect.Descriptor instead.
+func (*Trigger) Descriptor() ([]byte, []int) {
+	return file_kiln_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Trigger) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Trigger) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *Trigger) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Trigger) GetDelivery() string {
+	if x != nil {
+		return x.Delivery
+	}
+	return ""
+}
+
+func (x *Trigger) GetUpstreamPipeline() string {
+	if x != nil {
+		return x.UpstreamPipeline
+	}
+	return ""
+}
+
+func (x *Trigger) GetUpstreamRun() uint64 {
+	if x != nil {
+		return x.UpstreamRun
+	}
+	return 0
+}
+
+func (x *Trigger) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *Trigger) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
 type Version struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Pipeline string                 `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
@@ -193,7 +589,7 @@ type Version struct {
 
 func (x *Version) Reset() {
 	*x = Version{}
-	mi := &file_kiln_proto_msgTypes[1]
+	mi := &file_kiln_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -205,7 +601,7 @@ func (x *Version) String() string {
 func (*Version) ProtoMessage() {}
 
 func (x *Version) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[1]
+	mi := &file_kiln_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -218,7 +614,7 @@ func (x *Version) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Version.ProtoReflect.Descriptor instead.
 func (*Version) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{1}
+	return file_kiln_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Version) GetPipeline() string {
@@ -332,7 +728,7 @@ type BuildEvent struct {
 
 func (x *BuildEvent) Reset() {
 	*x = BuildEvent{}
-	mi := &file_kiln_proto_msgTypes[2]
+	mi := &file_kiln_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +740,7 @@ func (x *BuildEvent) String() string {
 func (*BuildEvent) ProtoMessage() {}
 
 func (x *BuildEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[2]
+	mi := &file_kiln_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +753,7 @@ func (x *BuildEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildEvent.ProtoReflect.Descriptor instead.
 func (*BuildEvent) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{2}
+	return file_kiln_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BuildEvent) GetEvent() isBuildEvent_Event {
@@ -403,18 +799,21 @@ func (*BuildEvent_Progress) isBuildEvent_Event() {}
 func (*BuildEvent_Version) isBuildEvent_Event() {}
 
 type CreatePipelineRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Source        string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	Ref           string                 `protobuf:"bytes,3,opt,name=ref,proto3" json:"ref,omitempty"`
-	Dir           string                 `protobuf:"bytes,4,opt,name=dir,proto3" json:"dir,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Source string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Ref    string                 `protobuf:"bytes,3,opt,name=ref,proto3" json:"ref,omitempty"`
+	Dir    string                 `protobuf:"bytes,4,opt,name=dir,proto3" json:"dir,omitempty"`
+	// triggers.webhook is ignored: a webhook_secret turns the webhook on.
+	Triggers      *Triggers `protobuf:"bytes,5,opt,name=triggers,proto3" json:"triggers,omitempty"`
+	WebhookSecret string    `protobuf:"bytes,6,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreatePipelineRequest) Reset() {
 	*x = CreatePipelineRequest{}
-	mi := &file_kiln_proto_msgTypes[3]
+	mi := &file_kiln_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +825,7 @@ func (x *CreatePipelineRequest) String() string {
 func (*CreatePipelineRequest) ProtoMessage() {}
 
 func (x *CreatePipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[3]
+	mi := &file_kiln_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +838,7 @@ func (x *CreatePipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePipelineRequest.ProtoReflect.Descriptor instead.
 func (*CreatePipelineRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{3}
+	return file_kiln_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreatePipelineRequest) GetName() string {
@@ -470,6 +869,151 @@ func (x *CreatePipelineRequest) GetDir() string {
 	return ""
 }
 
+func (x *CreatePipelineRequest) GetTriggers() *Triggers {
+	if x != nil {
+		return x.Triggers
+	}
+	return nil
+}
+
+func (x *CreatePipelineRequest) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
+	}
+	return ""
+}
+
+// UpdatePipelineRequest changes the fields that are set and leaves the
+// others as they are.
+type UpdatePipelineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// webhook_secret "" turns the webhook off.
+	WebhookSecret *string  `protobuf:"bytes,2,opt,name=webhook_secret,json=webhookSecret,proto3,oneof" json:"webhook_secret,omitempty"`
+	PollMs        *int64   `protobuf:"varint,3,opt,name=poll_ms,json=pollMs,proto3,oneof" json:"poll_ms,omitempty"`
+	Schedules     *Strings `protobuf:"bytes,4,opt,name=schedules,proto3" json:"schedules,omitempty"`
+	Timezone      *string  `protobuf:"bytes,5,opt,name=timezone,proto3,oneof" json:"timezone,omitempty"`
+	DependsOn     *Strings `protobuf:"bytes,6,opt,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePipelineRequest) Reset() {
+	*x = UpdatePipelineRequest{}
+	mi := &file_kiln_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePipelineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePipelineRequest) ProtoMessage() {}
+
+func (x *UpdatePipelineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kiln_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePipelineRequest.ProtoReflect.Descriptor instead.
+func (*UpdatePipelineRequest) Descriptor() ([]byte, []int) {
+	return file_kiln_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UpdatePipelineRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdatePipelineRequest) GetWebhookSecret() string {
+	if x != nil && x.WebhookSecret != nil {
+		return *x.WebhookSecret
+	}
+	return ""
+}
+
+func (x *UpdatePipelineRequest) GetPollMs() int64 {
+	if x != nil && x.PollMs != nil {
+		return *x.PollMs
+	}
+	return 0
+}
+
+func (x *UpdatePipelineRequest) GetSchedules() *Strings {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+func (x *UpdatePipelineRequest) GetTimezone() string {
+	if x != nil && x.Timezone != nil {
+		return *x.Timezone
+	}
+	return ""
+}
+
+func (x *UpdatePipelineRequest) GetDependsOn() *Strings {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+type Strings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []string               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Strings) Reset() {
+	*x = Strings{}
+	mi := &file_kiln_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Strings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Strings) ProtoMessage() {}
+
+func (x *Strings) ProtoReflect() protoreflect.Message {
+	mi := &file_kiln_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Strings.ProtoReflect.Descriptor instead.
+func (*Strings) Descriptor() ([]byte, []int) {
+	return file_kiln_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Strings) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 type ListPipelinesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -478,7 +1022,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_kiln_proto_msgTypes[4]
+	mi := &file_kiln_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +1034,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[4]
+	mi := &file_kiln_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +1047,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{4}
+	return file_kiln_proto_rawDescGZIP(), []int{10}
 }
 
 type ListPipelinesResponse struct {
@@ -515,7 +1059,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_kiln_proto_msgTypes[5]
+	mi := &file_kiln_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +1071,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[5]
+	mi := &file_kiln_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +1084,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{5}
+	return file_kiln_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*Pipeline {
@@ -559,7 +1103,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_kiln_proto_msgTypes[6]
+	mi := &file_kiln_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +1115,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[6]
+	mi := &file_kiln_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +1128,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{6}
+	return file_kiln_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetPipelineRequest) GetName() string {
@@ -603,7 +1147,7 @@ type DeletePipelineRequest struct {
 
 func (x *DeletePipelineRequest) Reset() {
 	*x = DeletePipelineRequest{}
-	mi := &file_kiln_proto_msgTypes[7]
+	mi := &file_kiln_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +1159,7 @@ func (x *DeletePipelineRequest) String() string {
 func (*DeletePipelineRequest) ProtoMessage() {}
 
 func (x *DeletePipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[7]
+	mi := &file_kiln_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +1172,7 @@ func (x *DeletePipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePipelineRequest.ProtoReflect.Descriptor instead.
 func (*DeletePipelineRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{7}
+	return file_kiln_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeletePipelineRequest) GetName() string {
@@ -646,7 +1190,7 @@ type DeletePipelineResponse struct {
 
 func (x *DeletePipelineResponse) Reset() {
 	*x = DeletePipelineResponse{}
-	mi := &file_kiln_proto_msgTypes[8]
+	mi := &file_kiln_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +1202,7 @@ func (x *DeletePipelineResponse) String() string {
 func (*DeletePipelineResponse) ProtoMessage() {}
 
 func (x *DeletePipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[8]
+	mi := &file_kiln_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +1215,7 @@ func (x *DeletePipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePipelineResponse.ProtoReflect.Descriptor instead.
 func (*DeletePipelineResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{8}
+	return file_kiln_proto_rawDescGZIP(), []int{14}
 }
 
 type ListVersionsRequest struct {
@@ -684,7 +1228,7 @@ type ListVersionsRequest struct {
 
 func (x *ListVersionsRequest) Reset() {
 	*x = ListVersionsRequest{}
-	mi := &file_kiln_proto_msgTypes[9]
+	mi := &file_kiln_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +1240,7 @@ func (x *ListVersionsRequest) String() string {
 func (*ListVersionsRequest) ProtoMessage() {}
 
 func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[9]
+	mi := &file_kiln_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +1253,7 @@ func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{9}
+	return file_kiln_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListVersionsRequest) GetName() string {
@@ -728,7 +1272,7 @@ type ListVersionsResponse struct {
 
 func (x *ListVersionsResponse) Reset() {
 	*x = ListVersionsResponse{}
-	mi := &file_kiln_proto_msgTypes[10]
+	mi := &file_kiln_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +1284,7 @@ func (x *ListVersionsResponse) String() string {
 func (*ListVersionsResponse) ProtoMessage() {}
 
 func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[10]
+	mi := &file_kiln_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +1297,7 @@ func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{10}
+	return file_kiln_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListVersionsResponse) GetVersions() []*Version {
@@ -774,7 +1318,7 @@ type RecompileRequest struct {
 
 func (x *RecompileRequest) Reset() {
 	*x = RecompileRequest{}
-	mi := &file_kiln_proto_msgTypes[11]
+	mi := &file_kiln_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +1330,7 @@ func (x *RecompileRequest) String() string {
 func (*RecompileRequest) ProtoMessage() {}
 
 func (x *RecompileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[11]
+	mi := &file_kiln_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +1343,7 @@ func (x *RecompileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecompileRequest.ProtoReflect.Descriptor instead.
 func (*RecompileRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{11}
+	return file_kiln_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RecompileRequest) GetName() string {
@@ -826,7 +1370,7 @@ type PinRequest struct {
 
 func (x *PinRequest) Reset() {
 	*x = PinRequest{}
-	mi := &file_kiln_proto_msgTypes[12]
+	mi := &file_kiln_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1382,7 @@ func (x *PinRequest) String() string {
 func (*PinRequest) ProtoMessage() {}
 
 func (x *PinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[12]
+	mi := &file_kiln_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1395,7 @@ func (x *PinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinRequest.ProtoReflect.Descriptor instead.
 func (*PinRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{12}
+	return file_kiln_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PinRequest) GetName() string {
@@ -883,20 +1427,21 @@ type Run struct {
 	Finished  int64             `protobuf:"varint,10,opt,name=finished,proto3" json:"finished,omitempty"`
 	StartedBy string            `protobuf:"bytes,11,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
 	// reason says why a failed or cancelled run ended.
-	Reason        string `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
-	Digest        string `protobuf:"bytes,13,opt,name=digest,proto3" json:"digest,omitempty"`
-	Ref           string `protobuf:"bytes,14,opt,name=ref,proto3" json:"ref,omitempty"`
-	Source        string `protobuf:"bytes,15,opt,name=source,proto3" json:"source,omitempty"`
-	Dir           string `protobuf:"bytes,16,opt,name=dir,proto3" json:"dir,omitempty"`
-	Goos          string `protobuf:"bytes,17,opt,name=goos,proto3" json:"goos,omitempty"`
-	Goarch        string `protobuf:"bytes,18,opt,name=goarch,proto3" json:"goarch,omitempty"`
+	Reason        string   `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
+	Digest        string   `protobuf:"bytes,13,opt,name=digest,proto3" json:"digest,omitempty"`
+	Ref           string   `protobuf:"bytes,14,opt,name=ref,proto3" json:"ref,omitempty"`
+	Source        string   `protobuf:"bytes,15,opt,name=source,proto3" json:"source,omitempty"`
+	Dir           string   `protobuf:"bytes,16,opt,name=dir,proto3" json:"dir,omitempty"`
+	Goos          string   `protobuf:"bytes,17,opt,name=goos,proto3" json:"goos,omitempty"`
+	Goarch        string   `protobuf:"bytes,18,opt,name=goarch,proto3" json:"goarch,omitempty"`
+	Trigger       *Trigger `protobuf:"bytes,19,opt,name=trigger,proto3" json:"trigger,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_kiln_proto_msgTypes[13]
+	mi := &file_kiln_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1453,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[13]
+	mi := &file_kiln_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1466,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{13}
+	return file_kiln_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Run) GetId() uint64 {
@@ -1050,6 +1595,13 @@ func (x *Run) GetGoarch() string {
 	return ""
 }
 
+func (x *Run) GetTrigger() *Trigger {
+	if x != nil {
+		return x.Trigger
+	}
+	return nil
+}
+
 type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1076,7 +1628,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_kiln_proto_msgTypes[14]
+	mi := &file_kiln_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1640,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[14]
+	mi := &file_kiln_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1653,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{14}
+	return file_kiln_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Job) GetName() string {
@@ -1221,7 +1773,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_kiln_proto_msgTypes[15]
+	mi := &file_kiln_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1785,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[15]
+	mi := &file_kiln_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1798,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{15}
+	return file_kiln_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Attempt) GetId() uint64 {
@@ -1315,7 +1867,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_kiln_proto_msgTypes[16]
+	mi := &file_kiln_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1879,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[16]
+	mi := &file_kiln_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1892,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{16}
+	return file_kiln_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StartRunRequest) GetName() string {
@@ -1367,7 +1919,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_kiln_proto_msgTypes[17]
+	mi := &file_kiln_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1931,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[17]
+	mi := &file_kiln_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1944,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{17}
+	return file_kiln_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRunsRequest) GetPipeline() string {
@@ -1418,7 +1970,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_kiln_proto_msgTypes[18]
+	mi := &file_kiln_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1982,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[18]
+	mi := &file_kiln_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1995,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{18}
+	return file_kiln_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1462,7 +2014,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_kiln_proto_msgTypes[19]
+	mi := &file_kiln_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +2026,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[19]
+	mi := &file_kiln_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +2039,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{19}
+	return file_kiln_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetRunRequest) GetId() uint64 {
@@ -1506,7 +2058,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_kiln_proto_msgTypes[20]
+	mi := &file_kiln_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +2070,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[20]
+	mi := &file_kiln_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +2083,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{20}
+	return file_kiln_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelRunRequest) GetId() uint64 {
@@ -1553,7 +2105,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_kiln_proto_msgTypes[21]
+	mi := &file_kiln_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +2117,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[21]
+	mi := &file_kiln_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +2130,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{21}
+	return file_kiln_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LogsRequest) GetRunId() uint64 {
@@ -1612,7 +2164,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_kiln_proto_msgTypes[22]
+	mi := &file_kiln_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +2176,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[22]
+	mi := &file_kiln_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +2189,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{22}
+	return file_kiln_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LogLine) GetJob() string {
@@ -1676,7 +2228,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_kiln_proto_msgTypes[23]
+	mi := &file_kiln_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +2240,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[23]
+	mi := &file_kiln_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +2253,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{23}
+	return file_kiln_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Worker) GetId() uint64 {
@@ -1796,7 +2348,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_kiln_proto_msgTypes[24]
+	mi := &file_kiln_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2360,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[24]
+	mi := &file_kiln_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2373,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{24}
+	return file_kiln_proto_rawDescGZIP(), []int{30}
 }
 
 type ListWorkersResponse struct {
@@ -1833,7 +2385,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_kiln_proto_msgTypes[25]
+	mi := &file_kiln_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +2397,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[25]
+	mi := &file_kiln_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +2410,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{25}
+	return file_kiln_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -1877,7 +2429,7 @@ type WorkerRequest struct {
 
 func (x *WorkerRequest) Reset() {
 	*x = WorkerRequest{}
-	mi := &file_kiln_proto_msgTypes[26]
+	mi := &file_kiln_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2441,7 @@ func (x *WorkerRequest) String() string {
 func (*WorkerRequest) ProtoMessage() {}
 
 func (x *WorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[26]
+	mi := &file_kiln_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2454,7 @@ func (x *WorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRequest.ProtoReflect.Descriptor instead.
 func (*WorkerRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{26}
+	return file_kiln_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WorkerRequest) GetName() string {
@@ -1934,7 +2486,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_kiln_proto_msgTypes[27]
+	mi := &file_kiln_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2498,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[27]
+	mi := &file_kiln_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2511,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{27}
+	return file_kiln_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JoinRequest) GetSecret() string {
@@ -2046,7 +2598,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_kiln_proto_msgTypes[28]
+	mi := &file_kiln_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2610,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[28]
+	mi := &file_kiln_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2623,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{28}
+	return file_kiln_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JoinResponse) GetWorkerId() uint64 {
@@ -2114,7 +2666,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_kiln_proto_msgTypes[29]
+	mi := &file_kiln_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2678,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[29]
+	mi := &file_kiln_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2691,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{29}
+	return file_kiln_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HeartbeatRequest) GetHealthy() bool {
@@ -2179,7 +2731,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_kiln_proto_msgTypes[30]
+	mi := &file_kiln_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2743,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[30]
+	mi := &file_kiln_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2756,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{30}
+	return file_kiln_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HeartbeatResponse) GetRevoked() []uint64 {
@@ -2222,7 +2774,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_kiln_proto_msgTypes[31]
+	mi := &file_kiln_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2786,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[31]
+	mi := &file_kiln_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2799,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{31}
+	return file_kiln_proto_rawDescGZIP(), []int{37}
 }
 
 type WorkerEvent struct {
@@ -2263,7 +2815,7 @@ type WorkerEvent struct {
 
 func (x *WorkerEvent) Reset() {
 	*x = WorkerEvent{}
-	mi := &file_kiln_proto_msgTypes[32]
+	mi := &file_kiln_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2827,7 @@ func (x *WorkerEvent) String() string {
 func (*WorkerEvent) ProtoMessage() {}
 
 func (x *WorkerEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[32]
+	mi := &file_kiln_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2840,7 @@ func (x *WorkerEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerEvent.ProtoReflect.Descriptor instead.
 func (*WorkerEvent) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{32}
+	return file_kiln_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WorkerEvent) GetEvent() isWorkerEvent_Event {
@@ -2347,7 +2899,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_kiln_proto_msgTypes[33]
+	mi := &file_kiln_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2911,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[33]
+	mi := &file_kiln_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2924,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{33}
+	return file_kiln_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Assignment) GetAttemptId() uint64 {
@@ -2436,7 +2988,7 @@ type Revoke struct {
 
 func (x *Revoke) Reset() {
 	*x = Revoke{}
-	mi := &file_kiln_proto_msgTypes[34]
+	mi := &file_kiln_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +3000,7 @@ func (x *Revoke) String() string {
 func (*Revoke) ProtoMessage() {}
 
 func (x *Revoke) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[34]
+	mi := &file_kiln_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +3013,7 @@ func (x *Revoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
 func (*Revoke) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{34}
+	return file_kiln_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Revoke) GetAttemptId() uint64 {
@@ -2487,7 +3039,7 @@ type AttemptRequest struct {
 
 func (x *AttemptRequest) Reset() {
 	*x = AttemptRequest{}
-	mi := &file_kiln_proto_msgTypes[35]
+	mi := &file_kiln_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +3051,7 @@ func (x *AttemptRequest) String() string {
 func (*AttemptRequest) ProtoMessage() {}
 
 func (x *AttemptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[35]
+	mi := &file_kiln_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +3064,7 @@ func (x *AttemptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptRequest.ProtoReflect.Descriptor instead.
 func (*AttemptRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{35}
+	return file_kiln_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AttemptRequest) GetAttemptId() uint64 {
@@ -2530,7 +3082,7 @@ type AcceptResponse struct {
 
 func (x *AcceptResponse) Reset() {
 	*x = AcceptResponse{}
-	mi := &file_kiln_proto_msgTypes[36]
+	mi := &file_kiln_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2542,7 +3094,7 @@ func (x *AcceptResponse) String() string {
 func (*AcceptResponse) ProtoMessage() {}
 
 func (x *AcceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[36]
+	mi := &file_kiln_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,7 +3107,7 @@ func (x *AcceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptResponse.ProtoReflect.Descriptor instead.
 func (*AcceptResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{36}
+	return file_kiln_proto_rawDescGZIP(), []int{42}
 }
 
 type LogUpload struct {
@@ -2570,7 +3122,7 @@ type LogUpload struct {
 
 func (x *LogUpload) Reset() {
 	*x = LogUpload{}
-	mi := &file_kiln_proto_msgTypes[37]
+	mi := &file_kiln_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +3134,7 @@ func (x *LogUpload) String() string {
 func (*LogUpload) ProtoMessage() {}
 
 func (x *LogUpload) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[37]
+	mi := &file_kiln_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +3147,7 @@ func (x *LogUpload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogUpload.ProtoReflect.Descriptor instead.
 func (*LogUpload) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{37}
+	return file_kiln_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LogUpload) GetAttemptId() uint64 {
@@ -2628,7 +3180,7 @@ type UploadLogResponse struct {
 
 func (x *UploadLogResponse) Reset() {
 	*x = UploadLogResponse{}
-	mi := &file_kiln_proto_msgTypes[38]
+	mi := &file_kiln_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +3192,7 @@ func (x *UploadLogResponse) String() string {
 func (*UploadLogResponse) ProtoMessage() {}
 
 func (x *UploadLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[38]
+	mi := &file_kiln_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +3205,7 @@ func (x *UploadLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadLogResponse.ProtoReflect.Descriptor instead.
 func (*UploadLogResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{38}
+	return file_kiln_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UploadLogResponse) GetReceived() int64 {
@@ -2678,7 +3230,7 @@ type FinishRequest struct {
 
 func (x *FinishRequest) Reset() {
 	*x = FinishRequest{}
-	mi := &file_kiln_proto_msgTypes[39]
+	mi := &file_kiln_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +3242,7 @@ func (x *FinishRequest) String() string {
 func (*FinishRequest) ProtoMessage() {}
 
 func (x *FinishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[39]
+	mi := &file_kiln_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +3255,7 @@ func (x *FinishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishRequest.ProtoReflect.Descriptor instead.
 func (*FinishRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{39}
+	return file_kiln_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FinishRequest) GetAttemptId() uint64 {
@@ -2749,7 +3301,7 @@ type FinishResponse struct {
 
 func (x *FinishResponse) Reset() {
 	*x = FinishResponse{}
-	mi := &file_kiln_proto_msgTypes[40]
+	mi := &file_kiln_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +3313,7 @@ func (x *FinishResponse) String() string {
 func (*FinishResponse) ProtoMessage() {}
 
 func (x *FinishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[40]
+	mi := &file_kiln_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +3326,7 @@ func (x *FinishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishResponse.ProtoReflect.Descriptor instead.
 func (*FinishResponse) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{40}
+	return file_kiln_proto_rawDescGZIP(), []int{46}
 }
 
 // FetchBinaryRequest asks for the binary of a run's version. A worker of
@@ -2793,7 +3345,7 @@ type FetchBinaryRequest struct {
 
 func (x *FetchBinaryRequest) Reset() {
 	*x = FetchBinaryRequest{}
-	mi := &file_kiln_proto_msgTypes[41]
+	mi := &file_kiln_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +3357,7 @@ func (x *FetchBinaryRequest) String() string {
 func (*FetchBinaryRequest) ProtoMessage() {}
 
 func (x *FetchBinaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[41]
+	mi := &file_kiln_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +3370,7 @@ func (x *FetchBinaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchBinaryRequest.ProtoReflect.Descriptor instead.
 func (*FetchBinaryRequest) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{41}
+	return file_kiln_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FetchBinaryRequest) GetDigest() string {
@@ -2869,7 +3421,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_kiln_proto_msgTypes[42]
+	mi := &file_kiln_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2881,7 +3433,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_kiln_proto_msgTypes[42]
+	mi := &file_kiln_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2894,7 +3446,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_kiln_proto_rawDescGZIP(), []int{42}
+	return file_kiln_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *BinaryChunk) GetData() []byte {
@@ -2918,12 +3470,83 @@ func (x *BinaryChunk) GetDigest() string {
 	return ""
 }
 
+// QueuedTrigger is a run the master owes a pipeline: a webhook delivery, a
+// poll, a schedule slot or an upstream success that it took and has not
+// yet turned into a run. It is stored, so a restart keeps it.
+type QueuedTrigger struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Pipeline      string                 `protobuf:"bytes,2,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Trigger       *Trigger               `protobuf:"bytes,3,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	At            int64                  `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuedTrigger) Reset() {
+	*x = QueuedTrigger{}
+	mi := &file_kiln_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuedTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuedTrigger) ProtoMessage() {}
+
+func (x *QueuedTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_kiln_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuedTrigger.ProtoReflect.Descriptor instead.
+func (*QueuedTrigger) Descriptor() ([]byte, []int) {
+	return file_kiln_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *QueuedTrigger) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *QueuedTrigger) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *QueuedTrigger) GetTrigger() *Trigger {
+	if x != nil {
+		return x.Trigger
+	}
+	return nil
+}
+
+func (x *QueuedTrigger) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
 var File_kiln_proto protoreflect.FileDescriptor
 
 const file_kiln_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"kiln.proto\x12\akiln.v1\x1a\fplugin.proto\"\xf3\x02\n" +
+	"kiln.proto\x12\akiln.v1\x1a\fplugin.proto\"\xb4\x04\n" +
 	"\bPipeline\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -2938,7 +3561,42 @@ const file_kiln_proto_rawDesc = "" +
 	" \x01(\x04R\tlastRunId\x12&\n" +
 	"\x0flast_run_status\x18\v \x01(\tR\rlastRunStatus\x12\x1e\n" +
 	"\vlast_run_at\x18\f \x01(\x03R\tlastRunAt\x12\x1e\n" +
-	"\vlast_run_by\x18\r \x01(\tR\tlastRunBy\"\xff\x02\n" +
+	"\vlast_run_by\x18\r \x01(\tR\tlastRunBy\x12-\n" +
+	"\btriggers\x18\x0e \x01(\v2\x11.kiln.v1.TriggersR\btriggers\x12%\n" +
+	"\x0ewebhook_secret\x18\x0f \x01(\tR\rwebhookSecret\x12:\n" +
+	"\rtrigger_state\x18\x10 \x01(\v2\x15.kiln.v1.TriggerStateR\ftriggerState\x12-\n" +
+	"\x06events\x18\x11 \x03(\v2\x15.kiln.v1.TriggerEventR\x06events\"\x96\x01\n" +
+	"\bTriggers\x12\x18\n" +
+	"\awebhook\x18\x01 \x01(\bR\awebhook\x12\x17\n" +
+	"\apoll_ms\x18\x02 \x01(\x03R\x06pollMs\x12\x1c\n" +
+	"\tschedules\x18\x03 \x03(\tR\tschedules\x12\x1a\n" +
+	"\btimezone\x18\x04 \x01(\tR\btimezone\x12\x1d\n" +
+	"\n" +
+	"depends_on\x18\x05 \x03(\tR\tdependsOn\"\xb3\x01\n" +
+	"\fTriggerState\x12\x1f\n" +
+	"\vpoll_commit\x18\x01 \x01(\tR\n" +
+	"pollCommit\x12\x1b\n" +
+	"\tpolled_at\x18\x02 \x01(\x03R\bpolledAt\x12\x1d\n" +
+	"\n" +
+	"poll_error\x18\x03 \x01(\tR\tpollError\x12!\n" +
+	"\fscheduled_at\x18\x04 \x01(\x03R\vscheduledAt\x12#\n" +
+	"\rnext_schedule\x18\x05 \x01(\x03R\fnextSchedule\"\xaf\x01\n" +
+	"\fTriggerEvent\x12\x0e\n" +
+	"\x02at\x18\x01 \x01(\x03R\x02at\x12*\n" +
+	"\atrigger\x18\x02 \x01(\v2\x10.kiln.v1.TriggerR\atrigger\x12\x18\n" +
+	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x15\n" +
+	"\x06run_id\x18\x05 \x01(\x04R\x05runId\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\"\xdb\x01\n" +
+	"\aTrigger\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\tR\x02by\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x1a\n" +
+	"\bdelivery\x18\x04 \x01(\tR\bdelivery\x12+\n" +
+	"\x11upstream_pipeline\x18\x05 \x01(\tR\x10upstreamPipeline\x12!\n" +
+	"\fupstream_run\x18\x06 \x01(\x04R\vupstreamRun\x12\x10\n" +
+	"\x03ref\x18\a \x01(\tR\x03ref\x12\x16\n" +
+	"\x06commit\x18\b \x01(\tR\x06commit\"\xff\x02\n" +
 	"\aVersion\x12\x1a\n" +
 	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x10\n" +
@@ -2959,12 +3617,28 @@ const file_kiln_proto_rawDesc = "" +
 	"BuildEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x12,\n" +
 	"\aversion\x18\x02 \x01(\v2\x10.kiln.v1.VersionH\x00R\aversionB\a\n" +
-	"\x05event\"g\n" +
+	"\x05event\"\xbd\x01\n" +
 	"\x15CreatePipelineRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x10\n" +
 	"\x03ref\x18\x03 \x01(\tR\x03ref\x12\x10\n" +
-	"\x03dir\x18\x04 \x01(\tR\x03dir\"\x16\n" +
+	"\x03dir\x18\x04 \x01(\tR\x03dir\x12-\n" +
+	"\btriggers\x18\x05 \x01(\v2\x11.kiln.v1.TriggersR\btriggers\x12%\n" +
+	"\x0ewebhook_secret\x18\x06 \x01(\tR\rwebhookSecret\"\xa3\x02\n" +
+	"\x15UpdatePipelineRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x0ewebhook_secret\x18\x02 \x01(\tH\x00R\rwebhookSecret\x88\x01\x01\x12\x1c\n" +
+	"\apoll_ms\x18\x03 \x01(\x03H\x01R\x06pollMs\x88\x01\x01\x12.\n" +
+	"\tschedules\x18\x04 \x01(\v2\x10.kiln.v1.StringsR\tschedules\x12\x1f\n" +
+	"\btimezone\x18\x05 \x01(\tH\x02R\btimezone\x88\x01\x01\x12/\n" +
+	"\n" +
+	"depends_on\x18\x06 \x01(\v2\x10.kiln.v1.StringsR\tdependsOnB\x11\n" +
+	"\x0f_webhook_secretB\n" +
+	"\n" +
+	"\b_poll_msB\v\n" +
+	"\t_timezone\"!\n" +
+	"\aStrings\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\x16\n" +
 	"\x14ListPipelinesRequest\"H\n" +
 	"\x15ListPipelinesResponse\x12/\n" +
 	"\tpipelines\x18\x01 \x03(\v2\x11.kiln.v1.PipelineR\tpipelines\"(\n" +
@@ -2983,7 +3657,7 @@ const file_kiln_proto_rawDesc = "" +
 	"\n" +
 	"PinRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
-	"\x03ref\x18\x02 \x01(\tR\x03ref\"\x91\x04\n" +
+	"\x03ref\x18\x02 \x01(\tR\x03ref\"\xbd\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x18\n" +
@@ -3004,7 +3678,8 @@ const file_kiln_proto_rawDesc = "" +
 	"\x06source\x18\x0f \x01(\tR\x06source\x12\x10\n" +
 	"\x03dir\x18\x10 \x01(\tR\x03dir\x12\x12\n" +
 	"\x04goos\x18\x11 \x01(\tR\x04goos\x12\x16\n" +
-	"\x06goarch\x18\x12 \x01(\tR\x06goarch\x1a9\n" +
+	"\x06goarch\x18\x12 \x01(\tR\x06goarch\x12*\n" +
+	"\atrigger\x18\x13 \x01(\v2\x10.kiln.v1.TriggerR\atrigger\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x04\n" +
@@ -3169,12 +3844,18 @@ const file_kiln_proto_rawDesc = "" +
 	"\vBinaryChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\tR\x06digest2\xf0\a\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\"w\n" +
+	"\rQueuedTrigger\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
+	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12*\n" +
+	"\atrigger\x18\x03 \x01(\v2\x10.kiln.v1.TriggerR\atrigger\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x03R\x02at2\xb5\b\n" +
 	"\x06Master\x12G\n" +
 	"\x0eCreatePipeline\x12\x1e.kiln.v1.CreatePipelineRequest\x1a\x13.kiln.v1.BuildEvent0\x01\x12N\n" +
 	"\rListPipelines\x12\x1d.kiln.v1.ListPipelinesRequest\x1a\x1e.kiln.v1.ListPipelinesResponse\x12=\n" +
 	"\vGetPipeline\x12\x1b.kiln.v1.GetPipelineRequest\x1a\x11.kiln.v1.Pipeline\x12Q\n" +
-	"\x0eDeletePipeline\x12\x1e.kiln.v1.DeletePipelineRequest\x1a\x1f.kiln.v1.DeletePipelineResponse\x12K\n" +
+	"\x0eDeletePipeline\x12\x1e.kiln.v1.DeletePipelineRequest\x1a\x1f.kiln.v1.DeletePipelineResponse\x12C\n" +
+	"\x0eUpdatePipeline\x12\x1e.kiln.v1.UpdatePipelineRequest\x1a\x11.kiln.v1.Pipeline\x12K\n" +
 	"\fListVersions\x12\x1c.kiln.v1.ListVersionsRequest\x1a\x1d.kiln.v1.ListVersionsResponse\x12=\n" +
 	"\tRecompile\x12\x19.kiln.v1.RecompileRequest\x1a\x13.kiln.v1.BuildEvent0\x01\x121\n" +
 	"\x03Pin\x12\x13.kiln.v1.PinRequest\x1a\x13.kiln.v1.BuildEvent0\x01\x122\n" +
@@ -3208,137 +3889,155 @@ func file_kiln_proto_rawDescGZIP() []byte {
 	return file_kiln_proto_rawDescData
 }
 
-var file_kiln_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_kiln_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_kiln_proto_goTypes = []any{
 	(*Pipeline)(nil),               // 0: kiln.v1.Pipeline
-	(*Version)(nil),                // 1: kiln.v1.Version
-	(*BuildEvent)(nil),             // 2: kiln.v1.BuildEvent
-	(*CreatePipelineRequest)(nil),  // 3: kiln.v1.CreatePipelineRequest
-	(*ListPipelinesRequest)(nil),   // 4: kiln.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil),  // 5: kiln.v1.ListPipelinesResponse
-	(*GetPipelineRequest)(nil),     // 6: kiln.v1.GetPipelineRequest
-	(*DeletePipelineRequest)(nil),  // 7: kiln.v1.DeletePipelineRequest
-	(*DeletePipelineResponse)(nil), // 8: kiln.v1.DeletePipelineResponse
-	(*ListVersionsRequest)(nil),    // 9: kiln.v1.ListVersionsRequest
-	(*ListVersionsResponse)(nil),   // 10: kiln.v1.ListVersionsResponse
-	(*RecompileRequest)(nil),       // 11: kiln.v1.RecompileRequest
-	(*PinRequest)(nil),             // 12: kiln.v1.PinRequest
-	(*Run)(nil),                    // 13: kiln.v1.Run
-	(*Job)(nil),                    // 14: kiln.v1.Job
-	(*Attempt)(nil),                // 15: kiln.v1.Attempt
-	(*StartRunRequest)(nil),        // 16: kiln.v1.StartRunRequest
-	(*ListRunsRequest)(nil),        // 17: kiln.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),       // 18: kiln.v1.ListRunsResponse
-	(*GetRunRequest)(nil),          // 19: kiln.v1.GetRunRequest
-	(*CancelRunRequest)(nil),       // 20: kiln.v1.CancelRunRequest
-	(*LogsRequest)(nil),            // 21: kiln.v1.LogsRequest
-	(*LogLine)(nil),                // 22: kiln.v1.LogLine
-	(*Worker)(nil),                 // 23: kiln.v1.Worker
-	(*ListWorkersRequest)(nil),     // 24: kiln.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),    // 25: kiln.v1.ListWorkersResponse
-	(*WorkerRequest)(nil),          // 26: kiln.v1.WorkerRequest
-	(*JoinRequest)(nil),            // 27: kiln.v1.JoinRequest
-	(*JoinResponse)(nil),           // 28: kiln.v1.JoinResponse
-	(*HeartbeatRequest)(nil),       // 29: kiln.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 30: kiln.v1.HeartbeatResponse
-	(*EventsRequest)(nil),          // 31: kiln.v1.EventsRequest
-	(*WorkerEvent)(nil),            // 32: kiln.v1.WorkerEvent
-	(*Assignment)(nil),             // 33: kiln.v1.Assignment
-	(*Revoke)(nil),                 // 34: kiln.v1.Revoke
-	(*AttemptRequest)(nil),         // 35: kiln.v1.AttemptRequest
-	(*AcceptResponse)(nil),         // 36: kiln.v1.AcceptResponse
-	(*LogUpload)(nil),              // 37: kiln.v1.LogUpload
-	(*UploadLogResponse)(nil),      // 38: kiln.v1.UploadLogResponse
-	(*FinishRequest)(nil),          // 39: kiln.v1.FinishRequest
-	(*FinishResponse)(nil),         // 40: kiln.v1.FinishResponse
-	(*FetchBinaryRequest)(nil),     // 41: kiln.v1.FetchBinaryRequest
-	(*BinaryChunk)(nil),            // 42: kiln.v1.BinaryChunk
-	nil,                            // 43: kiln.v1.Run.ParamsEntry
-	nil,                            // 44: kiln.v1.Job.OutputsEntry
-	nil,                            // 45: kiln.v1.Job.LabelsEntry
-	nil,                            // 46: kiln.v1.StartRunRequest.ParamsEntry
-	nil,                            // 47: kiln.v1.Worker.LabelsEntry
-	nil,                            // 48: kiln.v1.JoinRequest.LabelsEntry
-	nil,                            // 49: kiln.v1.Assignment.ParamsEntry
-	nil,                            // 50: kiln.v1.Assignment.InputsEntry
-	nil,                            // 51: kiln.v1.FinishRequest.OutputsEntry
-	(*pluginpb.Description)(nil),   // 52: kiln.plugin.v1.Description
-	(*pluginpb.RunFacts)(nil),      // 53: kiln.plugin.v1.RunFacts
-	(*pluginpb.Outputs)(nil),       // 54: kiln.plugin.v1.Outputs
+	(*Triggers)(nil),               // 1: kiln.v1.Triggers
+	(*TriggerState)(nil),           // 2: kiln.v1.TriggerState
+	(*TriggerEvent)(nil),           // 3: kiln.v1.TriggerEvent
+	(*Trigger)(nil),                // 4: kiln.v1.Trigger
+	(*Version)(nil),                // 5: kiln.v1.Version
+	(*BuildEvent)(nil),             // 6: kiln.v1.BuildEvent
+	(*CreatePipelineRequest)(nil),  // 7: kiln.v1.CreatePipelineRequest
+	(*UpdatePipelineRequest)(nil),  // 8: kiln.v1.UpdatePipelineRequest
+	(*Strings)(nil),                // 9: kiln.v1.Strings
+	(*ListPipelinesRequest)(nil),   // 10: kiln.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil),  // 11: kiln.v1.ListPipelinesResponse
+	(*GetPipelineRequest)(nil),     // 12: kiln.v1.GetPipelineRequest
+	(*DeletePipelineRequest)(nil),  // 13: kiln.v1.DeletePipelineRequest
+	(*DeletePipelineResponse)(nil), // 14: kiln.v1.DeletePipelineResponse
+	(*ListVersionsRequest)(nil),    // 15: kiln.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),   // 16: kiln.v1.ListVersionsResponse
+	(*RecompileRequest)(nil),       // 17: kiln.v1.RecompileRequest
+	(*PinRequest)(nil),             // 18: kiln.v1.PinRequest
+	(*Run)(nil),                    // 19: kiln.v1.Run
+	(*Job)(nil),                    // 20: kiln.v1.Job
+	(*Attempt)(nil),                // 21: kiln.v1.Attempt
+	(*StartRunRequest)(nil),        // 22: kiln.v1.StartRunRequest
+	(*ListRunsRequest)(nil),        // 23: kiln.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),       // 24: kiln.v1.ListRunsResponse
+	(*GetRunRequest)(nil),          // 25: kiln.v1.GetRunRequest
+	(*CancelRunRequest)(nil),       // 26: kiln.v1.CancelRunRequest
+	(*LogsRequest)(nil),            // 27: kiln.v1.LogsRequest
+	(*LogLine)(nil),                // 28: kiln.v1.LogLine
+	(*Worker)(nil),                 // 29: kiln.v1.Worker
+	(*ListWorkersRequest)(nil),     // 30: kiln.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),    // 31: kiln.v1.ListWorkersResponse
+	(*WorkerRequest)(nil),          // 32: kiln.v1.WorkerRequest
+	(*JoinRequest)(nil),            // 33: kiln.v1.JoinRequest
+	(*JoinResponse)(nil),           // 34: kiln.v1.JoinResponse
+	(*HeartbeatRequest)(nil),       // 35: kiln.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),      // 36: kiln.v1.HeartbeatResponse
+	(*EventsRequest)(nil),          // 37: kiln.v1.EventsRequest
+	(*WorkerEvent)(nil),            // 38: kiln.v1.WorkerEvent
+	(*Assignment)(nil),             // 39: kiln.v1.Assignment
+	(*Revoke)(nil),                 // 40: kiln.v1.Revoke
+	(*AttemptRequest)(nil),         // 41: kiln.v1.AttemptRequest
+	(*AcceptResponse)(nil),         // 42: kiln.v1.AcceptResponse
+	(*LogUpload)(nil),              // 43: kiln.v1.LogUpload
+	(*UploadLogResponse)(nil),      // 44: kiln.v1.UploadLogResponse
+	(*FinishRequest)(nil),          // 45: kiln.v1.FinishRequest
+	(*FinishResponse)(nil),         // 46: kiln.v1.FinishResponse
+	(*FetchBinaryRequest)(nil),     // 47: kiln.v1.FetchBinaryRequest
+	(*BinaryChunk)(nil),            // 48: kiln.v1.BinaryChunk
+	(*QueuedTrigger)(nil),          // 49: kiln.v1.QueuedTrigger
+	nil,                            // 50: kiln.v1.Run.ParamsEntry
+	nil,                            // 51: kiln.v1.Job.OutputsEntry
+	nil,                            // 52: kiln.v1.Job.LabelsEntry
+	nil,                            // 53: kiln.v1.StartRunRequest.ParamsEntry
+	nil,                            // 54: kiln.v1.Worker.LabelsEntry
+	nil,                            // 55: kiln.v1.JoinRequest.LabelsEntry
+	nil,                            // 56: kiln.v1.Assignment.ParamsEntry
+	nil,                            // 57: kiln.v1.Assignment.InputsEntry
+	nil,                            // 58: kiln.v1.FinishRequest.OutputsEntry
+	(*pluginpb.Description)(nil),   // 59: kiln.plugin.v1.Description
+	(*pluginpb.RunFacts)(nil),      // 60: kiln.plugin.v1.RunFacts
+	(*pluginpb.Outputs)(nil),       // 61: kiln.plugin.v1.Outputs
 }
 var file_kiln_proto_depIdxs = []int32{
-	52, // 0: kiln.v1.Version.description:type_name -> kiln.plugin.v1.Description
-	1,  // 1: kiln.v1.BuildEvent.version:type_name -> kiln.v1.Version
-	0,  // 2: kiln.v1.ListPipelinesResponse.pipelines:type_name -> kiln.v1.Pipeline
-	1,  // 3: kiln.v1.ListVersionsResponse.versions:type_name -> kiln.v1.Version
-	14, // 4: kiln.v1.Run.jobs:type_name -> kiln.v1.Job
-	43, // 5: kiln.v1.Run.params:type_name -> kiln.v1.Run.ParamsEntry
-	44, // 6: kiln.v1.Job.outputs:type_name -> kiln.v1.Job.OutputsEntry
-	15, // 7: kiln.v1.Job.history:type_name -> kiln.v1.Attempt
-	45, // 8: kiln.v1.Job.labels:type_name -> kiln.v1.Job.LabelsEntry
-	46, // 9: kiln.v1.StartRunRequest.params:type_name -> kiln.v1.StartRunRequest.ParamsEntry
-	13, // 10: kiln.v1.ListRunsResponse.runs:type_name -> kiln.v1.Run
-	47, // 11: kiln.v1.Worker.labels:type_name -> kiln.v1.Worker.LabelsEntry
-	23, // 12: kiln.v1.ListWorkersResponse.workers:type_name -> kiln.v1.Worker
-	48, // 13: kiln.v1.JoinRequest.labels:type_name -> kiln.v1.JoinRequest.LabelsEntry
-	33, // 14: kiln.v1.WorkerEvent.assign:type_name -> kiln.v1.Assignment
-	34, // 15: kiln.v1.WorkerEvent.revoke:type_name -> kiln.v1.Revoke
-	49, // 16: kiln.v1.Assignment.params:type_name -> kiln.v1.Assignment.ParamsEntry
-	50, // 17: kiln.v1.Assignment.inputs:type_name -> kiln.v1.Assignment.InputsEntry
-	53, // 18: kiln.v1.Assignment.run:type_name -> kiln.plugin.v1.RunFacts
-	51, // 19: kiln.v1.FinishRequest.outputs:type_name -> kiln.v1.FinishRequest.OutputsEntry
-	54, // 20: kiln.v1.Assignment.InputsEntry.value:type_name -> kiln.plugin.v1.Outputs
-	3,  // 21: kiln.v1.Master.CreatePipeline:input_type -> kiln.v1.CreatePipelineRequest
-	4,  // 22: kiln.v1.Master.ListPipelines:input_type -> kiln.v1.ListPipelinesRequest
-	6,  // 23: kiln.v1.Master.GetPipeline:input_type -> kiln.v1.GetPipelineRequest
-	7,  // 24: kiln.v1.Master.DeletePipeline:input_type -> kiln.v1.DeletePipelineRequest
-	9,  // 25: kiln.v1.Master.ListVersions:input_type -> kiln.v1.ListVersionsRequest
-	11, // 26: kiln.v1.Master.Recompile:input_type -> kiln.v1.RecompileRequest
-	12, // 27: kiln.v1.Master.Pin:input_type -> kiln.v1.PinRequest
-	16, // 28: kiln.v1.Master.StartRun:input_type -> kiln.v1.StartRunRequest
-	19, // 29: kiln.v1.Master.WatchRun:input_type -> kiln.v1.GetRunRequest
-	17, // 30: kiln.v1.Master.ListRuns:input_type -> kiln.v1.ListRunsRequest
-	19, // 31: kiln.v1.Master.GetRun:input_type -> kiln.v1.GetRunRequest
-	20, // 32: kiln.v1.Master.CancelRun:input_type -> kiln.v1.CancelRunRequest
-	21, // 33: kiln.v1.Master.Logs:input_type -> kiln.v1.LogsRequest
-	24, // 34: kiln.v1.Master.ListWorkers:input_type -> kiln.v1.ListWorkersRequest
-	26, // 35: kiln.v1.Master.SuspendWorker:input_type -> kiln.v1.WorkerRequest
-	26, // 36: kiln.v1.Master.ResumeWorker:input_type -> kiln.v1.WorkerRequest
-	27, // 37: kiln.v1.Link.Join:input_type -> kiln.v1.JoinRequest
-	29, // 38: kiln.v1.Link.Heartbeat:input_type -> kiln.v1.HeartbeatRequest
-	31, // 39: kiln.v1.Link.Events:input_type -> kiln.v1.EventsRequest
-	35, // 40: kiln.v1.Link.Accept:input_type -> kiln.v1.AttemptRequest
-	37, // 41: kiln.v1.Link.UploadLog:input_type -> kiln.v1.LogUpload
-	39, // 42: kiln.v1.Link.Finish:input_type -> kiln.v1.FinishRequest
-	41, // 43: kiln.v1.Link.FetchBinary:input_type -> kiln.v1.FetchBinaryRequest
-	2,  // 44: kiln.v1.Master.CreatePipeline:output_type -> kiln.v1.BuildEvent
-	5,  // 45: kiln.v1.Master.ListPipelines:output_type -> kiln.v1.ListPipelinesResponse
-	0,  // 46: kiln.v1.Master.GetPipeline:output_type -> kiln.v1.Pipeline
-	8,  // 47: kiln.v1.Master.DeletePipeline:output_type -> kiln.v1.DeletePipelineResponse
-	10, // 48: kiln.v1.Master.ListVersions:output_type -> kiln.v1.ListVersionsResponse
-	2,  // 49: kiln.v1.Master.Recompile:output_type -> kiln.v1.BuildEvent
-	2,  // 50: kiln.v1.Master.Pin:output_type -> kiln.v1.BuildEvent
-	13, // 51: kiln.v1.Master.StartRun:output_type -> kiln.v1.Run
-	13, // 52: kiln.v1.Master.WatchRun:output_type -> kiln.v1.Run
-	18, // 53: kiln.v1.Master.ListRuns:output_type -> kiln.v1.ListRunsResponse
-	13, // 54: kiln.v1.Master.GetRun:output_type -> kiln.v1.Run
-	13, // 55: kiln.v1.Master.CancelRun:output_type -> kiln.v1.Run
-	22, // 56: kiln.v1.Master.Logs:output_type -> kiln.v1.LogLine
-	25, // 57: kiln.v1.Master.ListWorkers:output_type -> kiln.v1.ListWorkersResponse
-	23, // 58: kiln.v1.Master.SuspendWorker:output_type -> kiln.v1.Worker
-	23, // 59: kiln.v1.Master.ResumeWorker:output_type -> kiln.v1.Worker
-	28, // 60: kiln.v1.Link.Join:output_type -> kiln.v1.JoinResponse
-	30, // 61: kiln.v1.Link.Heartbeat:output_type -> kiln.v1.HeartbeatResponse
-	32, // 62: kiln.v1.Link.Events:output_type -> kiln.v1.WorkerEvent
-	36, // 63: kiln.v1.Link.Accept:output_type -> kiln.v1.AcceptResponse
-	38, // 64: kiln.v1.Link.UploadLog:output_type -> kiln.v1.UploadLogResponse
-	40, // 65: kiln.v1.Link.Finish:output_type -> kiln.v1.FinishResponse
-	42, // 66: kiln.v1.Link.FetchBinary:output_type -> kiln.v1.BinaryChunk
-	44, // [44:67] is the sub-list for method output_type
-	21, // [21:44] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	1,  // 0: kiln.v1.Pipeline.triggers:type_name -> kiln.v1.Triggers
+	2,  // 1: kiln.v1.Pipeline.trigger_state:type_name -> kiln.v1.TriggerState
+	3,  // 2: kiln.v1.Pipeline.events:type_name -> kiln.v1.TriggerEvent
+	4,  // 3: kiln.v1.TriggerEvent.trigger:type_name -> kiln.v1.Trigger
+	59, // 4: kiln.v1.Version.description:type_name -> kiln.plugin.v1.Description
+	5,  // 5: kiln.v1.BuildEvent.version:type_name -> kiln.v1.Version
+	1,  // 6: kiln.v1.CreatePipelineRequest.triggers:type_name -> kiln.v1.Triggers
+	9,  // 7: kiln.v1.UpdatePipelineRequest.schedules:type_name -> kiln.v1.Strings
+	9,  // 8: kiln.v1.UpdatePipelineRequest.depends_on:type_name -> kiln.v1.Strings
+	0,  // 9: kiln.v1.ListPipelinesResponse.pipelines:type_name -> kiln.v1.Pipeline
+	5,  // 10: kiln.v1.ListVersionsResponse.versions:type_name -> kiln.v1.Version
+	20, // 11: kiln.v1.Run.jobs:type_name -> kiln.v1.Job
+	50, // 12: kiln.v1.Run.params:type_name -> kiln.v1.Run.ParamsEntry
+	4,  // 13: kiln.v1.Run.trigger:type_name -> kiln.v1.Trigger
+	51, // 14: kiln.v1.Job.outputs:type_name -> kiln.v1.Job.OutputsEntry
+	21, // 15: kiln.v1.Job.history:type_name -> kiln.v1.Attempt
+	52, // 16: kiln.v1.Job.labels:type_name -> kiln.v1.Job.LabelsEntry
+	53, // 17: kiln.v1.StartRunRequest.params:type_name -> kiln.v1.StartRunRequest.ParamsEntry
+	19, // 18: kiln.v1.ListRunsResponse.runs:type_name -> kiln.v1.Run
+	54, // 19: kiln.v1.Worker.labels:type_name -> kiln.v1.Worker.LabelsEntry
+	29, // 20: kiln.v1.ListWorkersResponse.workers:type_name -> kiln.v1.Worker
+	55, // 21: kiln.v1.JoinRequest.labels:type_name -> kiln.v1.JoinRequest.LabelsEntry
+	39, // 22: kiln.v1.WorkerEvent.assign:type_name -> kiln.v1.Assignment
+	40, // 23: kiln.v1.WorkerEvent.revoke:type_name -> kiln.v1.Revoke
+	56, // 24: kiln.v1.Assignment.params:type_name -> kiln.v1.Assignment.ParamsEntry
+	57, // 25: kiln.v1.Assignment.inputs:type_name -> kiln.v1.Assignment.InputsEntry
+	60, // 26: kiln.v1.Assignment.run:type_name -> kiln.plugin.v1.RunFacts
+	58, // 27: kiln.v1.FinishRequest.outputs:type_name -> kiln.v1.FinishRequest.OutputsEntry
+	4,  // 28: kiln.v1.QueuedTrigger.trigger:type_name -> kiln.v1.Trigger
+	61, // 29: kiln.v1.Assignment.InputsEntry.value:type_name -> kiln.plugin.v1.Outputs
+	7,  // 30: kiln.v1.Master.CreatePipeline:input_type -> kiln.v1.CreatePipelineRequest
+	10, // 31: kiln.v1.Master.ListPipelines:input_type -> kiln.v1.ListPipelinesRequest
+	12, // 32: kiln.v1.Master.GetPipeline:input_type -> kiln.v1.GetPipelineRequest
+	13, // 33: kiln.v1.Master.DeletePipeline:input_type -> kiln.v1.DeletePipelineRequest
+	8,  // 34: kiln.v1.Master.UpdatePipeline:input_type -> kiln.v1.UpdatePipelineRequest
+	15, // 35: kiln.v1.Master.ListVersions:input_type -> kiln.v1.ListVersionsRequest
+	17, // 36: kiln.v1.Master.Recompile:input_type -> kiln.v1.RecompileRequest
+	18, // 37: kiln.v1.Master.Pin:input_type -> kiln.v1.PinRequest
+	22, // 38: kiln.v1.Master.StartRun:input_type -> kiln.v1.StartRunRequest
+	25, // 39: kiln.v1.Master.WatchRun:input_type -> kiln.v1.GetRunRequest
+	23, // 40: kiln.v1.Master.ListRuns:input_type -> kiln.v1.ListRunsRequest
+	25, // 41: kiln.v1.Master.GetRun:input_type -> kiln.v1.GetRunRequest
+	26, // 42: kiln.v1.Master.CancelRun:input_type -> kiln.v1.CancelRunRequest
+	27, // 43: kiln.v1.Master.Logs:input_type -> kiln.v1.LogsRequest
+	30, // 44: kiln.v1.Master.ListWorkers:input_type -> kiln.v1.ListWorkersRequest
+	32, // 45: kiln.v1.Master.SuspendWorker:input_type -> kiln.v1.WorkerRequest
+	32, // 46: kiln.v1.Master.ResumeWorker:input_type -> kiln.v1.WorkerRequest
+	33, // 47: kiln.v1.Link.Join:input_type -> kiln.v1.JoinRequest
+	35, // 48: kiln.v1.Link.Heartbeat:input_type -> kiln.v1.HeartbeatRequest
+	37, // 49: kiln.v1.Link.Events:input_type -> kiln.v1.EventsRequest
+	41, // 50: kiln.v1.Link.Accept:input_type -> kiln.v1.AttemptRequest
+	43, // 51: kiln.v1.Link.UploadLog:input_type -> kiln.v1.LogUpload
+	45, // 52: kiln.v1.Link.Finish:input_type -> kiln.v1.FinishRequest
+	47, // 53: kiln.v1.Link.FetchBinary:input_type -> kiln.v1.FetchBinaryRequest
+	6,  // 54: kiln.v1.Master.CreatePipeline:output_type -> kiln.v1.BuildEvent
+	11, // 55: kiln.v1.Master.ListPipelines:output_type -> kiln.v1.ListPipelinesResponse
+	0,  // 56: kiln.v1.Master.GetPipeline:output_type -> kiln.v1.Pipeline
+	14, // 57: kiln.v1.Master.DeletePipeline:output_type -> kiln.v1.DeletePipelineResponse
+	0,  // 58: kiln.v1.Master.UpdatePipeline:output_type -> kiln.v1.Pipeline
+	16, // 59: kiln.v1.Master.ListVersions:output_type -> kiln.v1.ListVersionsResponse
+	6,  // 60: kiln.v1.Master.Recompile:output_type -> kiln.v1.BuildEvent
+	6,  // 61: kiln.v1.Master.Pin:output_type -> kiln.v1.BuildEvent
+	19, // 62: kiln.v1.Master.StartRun:output_type -> kiln.v1.Run
+	19, // 63: kiln.v1.Master.WatchRun:output_type -> kiln.v1.Run
+	24, // 64: kiln.v1.Master.ListRuns:output_type -> kiln.v1.ListRunsResponse
+	19, // 65: kiln.v1.Master.GetRun:output_type -> kiln.v1.Run
+	19, // 66: kiln.v1.Master.CancelRun:output_type -> kiln.v1.Run
+	28, // 67: kiln.v1.Master.Logs:output_type -> kiln.v1.LogLine
+	31, // 68: kiln.v1.Master.ListWorkers:output_type -> kiln.v1.ListWorkersResponse
+	29, // 69: kiln.v1.Master.SuspendWorker:output_type -> kiln.v1.Worker
+	29, // 70: kiln.v1.Master.ResumeWorker:output_type -> kiln.v1.Worker
+	34, // 71: kiln.v1.Link.Join:output_type -> kiln.v1.JoinResponse
+	36, // 72: kiln.v1.Link.Heartbeat:output_type -> kiln.v1.HeartbeatResponse
+	38, // 73: kiln.v1.Link.Events:output_type -> kiln.v1.WorkerEvent
+	42, // 74: kiln.v1.Link.Accept:output_type -> kiln.v1.AcceptResponse
+	44, // 75: kiln.v1.Link.UploadLog:output_type -> kiln.v1.UploadLogResponse
+	46, // 76: kiln.v1.Link.Finish:output_type -> kiln.v1.FinishResponse
+	48, // 77: kiln.v1.Link.FetchBinary:output_type -> kiln.v1.BinaryChunk
+	54, // [54:78] is the sub-list for method output_type
+	30, // [30:54] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_kiln_proto_init() }
@@ -3346,11 +4045,12 @@ func file_kiln_proto_init() {
 	if File_kiln_proto != nil {
 		return
 	}
-	file_kiln_proto_msgTypes[2].OneofWrappers = []any{
+	file_kiln_proto_msgTypes[6].OneofWrappers = []any{
 		(*BuildEvent_Progress)(nil),
 		(*BuildEvent_Version)(nil),
 	}
-	file_kiln_proto_msgTypes[32].OneofWrappers = []any{
+	file_kiln_proto_msgTypes[8].OneofWrappers = []any{}
+	file_kiln_proto_msgTypes[38].OneofWrappers = []any{
 		(*WorkerEvent_Assign)(nil),
 		(*WorkerEvent_Revoke)(nil),
 	}
@@ -3360,7 +4060,7 @@ func file_kiln_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kiln_proto_rawDesc), len(file_kiln_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -26,6 +26,7 @@ const (
 	Master_ListPipelines_FullMethodName  = "/kiln.v1.Master/ListPipelines"
 	Master_GetPipeline_FullMethodName    = "/kiln.v1.Master/GetPipeline"
 	Master_DeletePipeline_FullMethodName = "/kiln.v1.Master/DeletePipeline"
+	Master_UpdatePipeline_FullMethodName = "/kiln.v1.Master/UpdatePipeline"
 	Master_ListVersions_FullMethodName   = "/kiln.v1.Master/ListVersions"
 	Master_Recompile_FullMethodName      = "/kiln.v1.Master/Recompile"
 	Master_Pin_FullMethodName            = "/kiln.v1.Master/Pin"
@@ -51,6 +52,8 @@ type MasterClient interface {
 	ListPipelines(ctx context.Context, in *ListPipelinesRequest, opts ...grpc.CallOption) (*ListPipelinesResponse, error)
 	GetPipeline(ctx context.Context, in *GetPipelineRequest, opts ...grpc.CallOption) (*Pipeline, error)
 	DeletePipeline(ctx context.Context, in *DeletePipelineRequest, opts ...grpc.CallOption) (*DeletePipelineResponse, error)
+	// UpdatePipeline changes what starts the pipeline's runs.
+	UpdatePipeline(ctx context.Context, in *UpdatePipelineRequest, opts ...grpc.CallOption) (*Pipeline, error)
 	ListVersions(ctx context.Context, in *ListVersionsRequest, opts ...grpc.CallOption) (*ListVersionsResponse, error)
 	// Recompile builds the pipeline's followed ref, or the given ref, and
 	// makes the result the current version when it is usable.
@@ -120,6 +123,16 @@ func (c *masterClient) DeletePipeline(ctx context.Context, in *DeletePipelineReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeletePipelineResponse)
 	err := c.cc.Invoke(ctx, Master_DeletePipeline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *masterClient) UpdatePipeline(ctx context.Context, in *UpdatePipelineRequest, opts ...grpc.CallOption) (*Pipeline, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Pipeline)
+	err := c.cc.Invoke(ctx, Master_UpdatePipeline_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +306,8 @@ type MasterServer interface {
 	ListPipelines(context.Context, *ListPipelinesRequest) (*ListPipelinesResponse, error)
 	GetPipeline(context.Context, *GetPipelineRequest) (*Pipeline, error)
 	DeletePipeline(context.Context, *DeletePipelineRequest) (*DeletePipelineResponse, error)
+	// UpdatePipeline changes what starts the pipeline's runs.
+	UpdatePipeline(context.Context, *UpdatePipelineRequest) (*Pipeline, error)
 	ListVersions(context.Context, *ListVersionsRequest) (*ListVersionsResponse, error)
 	// Recompile builds the pipeline's followed ref, or the given ref, and
 	// makes the result the current version when it is usable.
@@ -330,6 +345,9 @@ func (UnimplementedMasterServer) GetPipeline(context.Context, *GetPipelineReques
 }
 func (UnimplementedMasterServer) DeletePipeline(context.Context, *DeletePipelineRequest) (*DeletePipelineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeletePipeline not implemented")
+}
+func (UnimplementedMasterServer) UpdatePipeline(context.Context, *UpdatePipelineRequest) (*Pipeline, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdatePipeline not implemented")
 }
 func (UnimplementedMasterServer) ListVersions(context.Context, *ListVersionsRequest) (*ListVersionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListVersions not implemented")
@@ -449,6 +467,24 @@ func _Master_DeletePipeline_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(MasterServer).DeletePipeline(ctx, req.(*DeletePipelineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Master_UpdatePipeline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdatePipelineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServer).UpdatePipeline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Master_UpdatePipeline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServer).UpdatePipeline(ctx, req.(*UpdatePipelineRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -659,6 +695,10 @@ var Master_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeletePipeline",
 			Handler:    _Master_DeletePipeline_Handler,
+		},
+		{
+			MethodName: "UpdatePipeline",
+			Handler:    _Master_UpdatePipeline_Handler,
 		},
 		{
 			MethodName: "ListVersions",
