@@ -17,6 +17,9 @@
 //	  attempts -> uint64, the highest attempt ID handed out
 //	workers_suspended
 //	  <worker name> -> empty; suspended by an operator
+//	trigger_queue, trigger_deliveries, trigger_state, trigger_events,
+//	runs_succeeded
+//	  what starts runs besides `ci run`; drawn in triggers.go
 //
 // IDs are big-endian uint64 so that keys sort by ID.
 package store
@@ -101,13 +104,15 @@ func upgrade(tx *bolt.Tx) error {
 			ErrNewerSchema, version, SchemaVersion)
 	}
 	for _, b := range [][]byte{bucketRuns, bucketActive, bucketByPipeline, bucketSequences,
-		bucketSuspended} {
+		bucketSuspended, bucketQueue, bucketDeliveries, bucketTrigState, bucketTrigEvents,
+		bucketSucceeded} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
 	}
 	// Schema 1 is the first; later versions add their steps here, each
-	// tested against a database kept in testdata.
+	// tested against a database kept in testdata. New buckets alone need
+	// no step: they are created above.
 	return meta.Put(keySchema, u64(SchemaVersion))
 }
 
@@ -176,6 +181,13 @@ func putRun(tx *bolt.Tx, r *kilnpb.Run) error {
 	}
 	active := tx.Bucket(bucketActive)
 	if final(r.Status) {
+		// A run that succeeds now owes its downstream pipelines their runs;
+		// the mark is taken in this transaction, so a crash cannot lose it.
+		if r.Status == "succeeded" && active.Get(key) != nil {
+			if err := tx.Bucket(bucketSucceeded).Put(key, nil); err != nil {
+				return err
+			}
+		}
 		err = active.Delete(key)
 	} else {
 		err = active.Put(key, nil)
@@ -310,6 +322,8 @@ func (s *Store) DeleteRuns(pipeline string) ([]uint64, error) {
 	})
 	return ids, err
 }
+
+func be64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
 func u64(v uint64) []byte {
 	b := make([]byte, 8)
