@@ -89,6 +89,10 @@ type CreateRequest struct {
 	// Dir is the folder of the program in the repository; empty means its
 	// root.
 	Dir string
+	// Triggers and WebhookSecret are stored as given; the caller checks
+	// them.
+	Triggers      *kilnpb.Triggers
+	WebhookSecret string
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -181,7 +185,8 @@ func (r *Registry) Create(ctx context.Context, req CreateRequest,
 
 	now := r.now().UnixMilli()
 	p := &kilnpb.Pipeline{Name: req.Name, Description: v.Description.GetDescription(),
-		Source: req.Source, Dir: dir, Ref: res.Ref, Created: now, Modified: now}
+		Source: req.Source, Dir: dir, Ref: res.Ref, Created: now, Modified: now,
+		Triggers: req.Triggers, WebhookSecret: req.WebhookSecret}
 	if err := r.insert(p, v); err != nil {
 		return nil, nil, err
 	}
@@ -247,6 +252,30 @@ func (r *Registry) Build(ctx context.Context, name, ref string,
 	if err != nil {
 		return nil, err
 	}
+	return r.buildAndRecord(ctx, p, src, res, say)
+}
+
+// BuildCommit builds commit, which a push or a poll saw on pushedRef (a
+// full "refs/heads/…" or "refs/tags/…" name), and records it like Build
+// does, as a version of the ref the pipeline follows. Unlike Build it
+// does not ask the remote where the ref points now: a run started by a
+// push runs the pushed commit even if the ref moved on since.
+func (r *Registry) BuildCommit(ctx context.Context, name, pushedRef, commit string,
+	progress func(string)) (*kilnpb.Version, error) {
+	say := sayer(progress)
+	if !fullCommit.MatchString(commit) {
+		return nil, errorf(ErrBadRef, "pipeline %q: %q is not a full commit", name, commit)
+	}
+	p, src, err := r.loadSource(name)
+	if err != nil {
+		return nil, err
+	}
+	res := Resolved{Ref: p.Ref, Kind: KindBranch, Name: strings.TrimPrefix(pushedRef, "refs/heads/"),
+		Commit: strings.ToLower(commit)}
+	if tag, ok := strings.CutPrefix(pushedRef, "refs/tags/"); ok {
+		res.Kind, res.Name = KindTag, tag
+	}
+	say("%s %s is commit %s", res.Kind, res.Name, short(res.Commit))
 	return r.buildAndRecord(ctx, p, src, res, say)
 }
 
@@ -519,6 +548,7 @@ func sameSettings(a, b *kilnpb.Pipeline) bool {
 	strip := func(p *kilnpb.Pipeline) *kilnpb.Pipeline {
 		c := proto.Clone(p).(*kilnpb.Pipeline)
 		c.LastRunId, c.LastRunStatus, c.LastRunAt, c.LastRunBy = 0, "", 0, ""
+		c.TriggerState, c.Events = nil, nil
 		return c
 	}
 	return proto.Equal(strip(a), strip(b))

@@ -58,12 +58,24 @@ type Run struct {
 
 	Status    Status
 	StartedBy string
-	Reason    string
-	Created   time.Time
-	Started   time.Time
-	Finished  time.Time
+	// Trigger says what started the run; the engine only carries it.
+	Trigger  Trigger
+	Reason   string
+	Created  time.Time
+	Started  time.Time
+	Finished time.Time
 	// Jobs are in the order the pipeline declared them.
 	Jobs []*Job
+}
+
+// Trigger is what started a run: its kind ("manual", "webhook", "poll",
+// "schedule", "upstream"), who, and the facts that go with the kind.
+type Trigger struct {
+	Kind, By, Detail string
+	Delivery         string
+	UpstreamPipeline string
+	UpstreamRun      uint64
+	Ref, Commit      string
 }
 
 // Job is one node of a run's graph.

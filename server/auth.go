@@ -32,6 +32,7 @@ var mutating = map[string]bool{
 	kilnpb.Master_DeletePipeline_FullMethodName: true,
 	kilnpb.Master_Recompile_FullMethodName:      true,
 	kilnpb.Master_Pin_FullMethodName:            true,
+	kilnpb.Master_UpdatePipeline_FullMethodName: true,
 	kilnpb.Master_StartRun_FullMethodName:       true,
 	kilnpb.Master_CancelRun_FullMethodName:      true,
 	kilnpb.Master_SuspendWorker_FullMethodName:  true,

@@ -30,7 +30,7 @@ func RunProto(r *scheduler.Run) *kilnpb.Run {
 		Status: string(r.Status), Params: r.Params, Created: ms(r.Created),
 		Started: ms(r.Started), Finished: ms(r.Finished), StartedBy: r.StartedBy,
 		Reason: r.Reason, Digest: r.Digest, Ref: r.Ref, Source: r.Source, Dir: r.Dir,
-		Goos: r.OS, Goarch: r.Arch,
+		Goos: r.OS, Goarch: r.Arch, Trigger: triggerProto(r.Trigger),
 	}
 	for _, j := range r.Jobs {
 		out.Jobs = append(out.Jobs, jobToProto(j))
@@ -64,6 +64,7 @@ func runFromProto(p *kilnpb.Run) *scheduler.Run {
 		Commit: p.Commit, Params: p.Params, Status: scheduler.Status(p.Status),
 		StartedBy: p.StartedBy, Reason: p.Reason, Created: fromMS(p.Created),
 		Started: fromMS(p.Started), Finished: fromMS(p.Finished),
+		Trigger: triggerFromProto(p.Trigger),
 	}
 	for _, pj := range p.Jobs {
 		j := &scheduler.Job{
@@ -96,4 +97,19 @@ func workerToProto(w scheduler.Worker, now time.Time, ttl time.Duration) *kilnpb
 		Labels: w.Labels, Slots: uint32(w.Slots), Busy: uint32(len(w.Running)),
 		Joined: ms(w.Joined),
 	}
+}
+
+func triggerProto(t scheduler.Trigger) *kilnpb.Trigger {
+	if t == (scheduler.Trigger{}) {
+		return nil
+	}
+	return &kilnpb.Trigger{Kind: t.Kind, By: t.By, Detail: t.Detail, Delivery: t.Delivery,
+		UpstreamPipeline: t.UpstreamPipeline, UpstreamRun: t.UpstreamRun, Ref: t.Ref,
+		Commit: t.Commit}
+}
+
+func triggerFromProto(t *kilnpb.Trigger) scheduler.Trigger {
+	return scheduler.Trigger{Kind: t.GetKind(), By: t.GetBy(), Detail: t.GetDetail(),
+		Delivery: t.GetDelivery(), UpstreamPipeline: t.GetUpstreamPipeline(),
+		UpstreamRun: t.GetUpstreamRun(), Ref: t.GetRef(), Commit: t.GetCommit()}
 }

@@ -65,7 +65,7 @@ func startAttempt(t *testing.T, s *Server, link kilnpb.LinkClient) (context.Cont
 	t.Helper()
 	ctx, events := joinWorker(t, s, link)
 	go s.createRun(&scheduler.Run{Pipeline: "p", Digest: "sha256:00",
-		Jobs: []*scheduler.Job{{Name: "a"}}}, func(uint64) {})
+		Jobs: []*scheduler.Job{{Name: "a"}}}, s.store.CreateRun)
 	ev, err := events.Recv()
 	if err != nil {
 		t.Fatal(err)

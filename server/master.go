@@ -70,9 +70,18 @@ func sendVersion(stream buildStream, v *kilnpb.Version, err error) error {
 
 func (m *master) CreatePipeline(req *kilnpb.CreatePipelineRequest,
 	stream kilnpb.Master_CreatePipelineServer) error {
+	tr := cloneTriggers(req.Triggers)
+	tr.Webhook = req.WebhookSecret != ""
+	if err := m.s.checkTriggers(req.Name, tr, req.WebhookSecret); err != nil {
+		return userError(err)
+	}
 	_, v, err := m.s.reg.Create(stream.Context(), registry.CreateRequest{
 		Name: req.Name, Source: req.Source, Ref: req.Ref, Dir: req.Dir,
+		Triggers: tr, WebhookSecret: req.WebhookSecret,
 	}, progress(stream))
+	if err == nil {
+		m.s.triggersSet(req.Name, nil, tr)
+	}
 	return sendVersion(stream, v, err)
 }
 
@@ -88,6 +97,10 @@ func (m *master) Recompile(req *kilnpb.RecompileRequest,
 
 func (m *master) Pin(req *kilnpb.PinRequest, stream kilnpb.Master_PinServer) error {
 	v, err := m.s.reg.Pin(stream.Context(), req.Name, req.Ref, progress(stream))
+	if err == nil {
+		// Polls of the new ref count from the version just built.
+		m.s.trig.setState(req.Name, func(st *kilnpb.TriggerState) { st.PollCommit = "" })
+	}
 	return sendVersion(stream, v, err)
 }
 
@@ -97,23 +110,45 @@ func (m *master) ListPipelines(context.Context,
 	if err != nil {
 		return nil, userError(err)
 	}
+	for i, p := range ps {
+		ps[i] = m.s.public(p, 0)
+	}
 	return &kilnpb.ListPipelinesResponse{Pipelines: ps}, nil
 }
 
 func (m *master) GetPipeline(_ context.Context,
 	req *kilnpb.GetPipelineRequest) (*kilnpb.Pipeline, error) {
 	p, err := m.s.reg.Get(req.Name)
+	if err != nil {
+		return nil, userError(err)
+	}
+	return m.s.public(p, 10), nil
+}
+
+func (m *master) UpdatePipeline(_ context.Context,
+	req *kilnpb.UpdatePipelineRequest) (*kilnpb.Pipeline, error) {
+	p, err := m.s.updateTriggers(req)
 	return p, userError(err)
 }
 
 func (m *master) DeletePipeline(_ context.Context,
 	req *kilnpb.DeletePipelineRequest) (*kilnpb.DeletePipelineResponse, error) {
+	// Held to the end, so that no pipeline names this one as its upstream
+	// between the check and the deletion.
+	m.s.trig.setMu.Lock()
+	defer m.s.trig.setMu.Unlock()
+	if err := m.s.checkNoDownstream(req.Name); err != nil {
+		return nil, err
+	}
 	if n := m.s.activeRuns(req.Name); n > 0 {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"pipeline %q has %s in progress: cancel them first (ci runs cancel ID)", req.Name,
 			plural(n, "run"))
 	}
 	if err := m.s.reg.Delete(req.Name); err != nil {
+		return nil, userError(err)
+	}
+	if err := m.s.store.ForgetTriggers(req.Name); err != nil {
 		return nil, userError(err)
 	}
 	// The runs go with their pipeline, so that one created again under the
@@ -146,7 +181,8 @@ func (m *master) ListVersions(_ context.Context,
 }
 
 func (m *master) StartRun(ctx context.Context, req *kilnpb.StartRunRequest) (*kilnpb.Run, error) {
-	r, err := m.s.startRun(req.Name, req.Params, "admin")
+	r, err := m.s.startRun(req.Name, req.Params, scheduler.Trigger{Kind: triggerManual,
+		By: adminName, Detail: "started through the API"})
 	return r, userError(err)
 }
 
@@ -271,24 +307,41 @@ func (s *Server) setSuspended(name string, on bool) (*kilnpb.Worker, error) {
 }
 
 // startRun queues a run of the pipeline's current version.
-func (s *Server) startRun(name string, params map[string]string, by string) (*kilnpb.Run, error) {
+func (s *Server) startRun(name string, params map[string]string,
+	t scheduler.Trigger) (*kilnpb.Run, error) {
 	v, err := s.reg.Current(name)
 	if err != nil {
 		return nil, err
 	}
-	d := v.Description
-	resolved, err := ResolveParams(name, d.GetParams(), params)
+	run, err := s.newRun(v, params, t)
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.reg.Get(name)
+	id, err := s.createRun(run, s.store.CreateRun)
+	if err != nil {
+		return nil, err
+	}
+	return s.run(id)
+}
+
+// newRun makes the engine's run of version v, with params checked against
+// what the version declares.
+func (s *Server) newRun(v *kilnpb.Version, params map[string]string,
+	t scheduler.Trigger) (*scheduler.Run, error) {
+	d := v.Description
+	resolved, err := ResolveParams(v.Pipeline, d.GetParams(), params)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.reg.Get(v.Pipeline)
 	if err != nil {
 		return nil, err
 	}
 	run := &scheduler.Run{
-		Pipeline: name, Version: v.Version, Digest: v.Digest, OS: v.Goos, Arch: v.Goarch,
-		Source: registry.GitURL(p.Source), Dir: p.Dir, Ref: v.Ref, Commit: v.Commit, Params: resolved,
-		StartedBy: by, Status: scheduler.Queued, Created: s.now(),
+		Pipeline: v.Pipeline, Version: v.Version, Digest: v.Digest, OS: v.Goos, Arch: v.Goarch,
+		Source: registry.GitURL(p.Source), Dir: p.Dir, Ref: v.Ref, Commit: v.Commit,
+		Params: resolved, StartedBy: startedBy(t), Trigger: t, Status: scheduler.Queued,
+		Created: s.now(),
 	}
 	for _, j := range d.GetJobs() {
 		run.Jobs = append(run.Jobs, &scheduler.Job{
@@ -296,38 +349,49 @@ func (s *Server) startRun(name string, params map[string]string, by string) (*ki
 			Timeout: time.Duration(j.TimeoutMs) * time.Millisecond, Status: scheduler.Queued,
 		})
 	}
-	id, err := s.createRun(run, func(id uint64) {
-		err := s.reg.Update(name, func(p *kilnpb.Pipeline) error {
-			p.LastRunId, p.LastRunAt, p.LastRunBy = id, ms(run.Created), by
-			p.LastRunStatus = string(scheduler.Queued)
-			return nil
-		})
-		if err != nil {
-			s.log.Warn("record last run", "pipeline", name, "err", err)
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.log.Info("run started", "run_id", id, "pipeline", name, "version", v.Version, "by", by)
-	return s.run(id)
+	return run, nil
 }
 
-// createRun gives the run its ID on disk, calls created with it, then
-// hands the run to the engine. The engine owns run afterwards.
-func (s *Server) createRun(run *scheduler.Run, created func(id uint64)) (uint64, error) {
+// startedBy is the short "who" of a run that tables show.
+func startedBy(t scheduler.Trigger) string {
+	switch t.Kind {
+	case triggerManual:
+		return t.By
+	case triggerUpstream:
+		return fmt.Sprintf("upstream %s#%d", t.UpstreamPipeline, t.UpstreamRun)
+	case triggerWebhook:
+		if t.By != "" {
+			return "webhook " + t.By
+		}
+	}
+	return t.Kind
+}
+
+// createRun saves the run through save, which gives it its ID on disk,
+// records it as its pipeline's last run, then hands it to the engine. The
+// engine owns run afterwards.
+func (s *Server) createRun(run *scheduler.Run, save func(*kilnpb.Run) error) (uint64, error) {
 	p := RunProto(run)
-	if err := s.store.CreateRun(p); err != nil {
+	if err := save(p); err != nil {
 		return 0, fmt.Errorf("record run: %w", err)
 	}
 	id := p.Id
 	run.ID = id
-	created(id)
+	err := s.reg.Update(run.Pipeline, func(q *kilnpb.Pipeline) error {
+		q.LastRunId, q.LastRunAt, q.LastRunBy = id, ms(run.Created), run.StartedBy
+		q.LastRunStatus = string(scheduler.Queued)
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("record last run", "pipeline", run.Pipeline, "err", err)
+	}
 	s.mu.Lock()
 	s.eng.AddRun(run, s.now())
 	gen := s.applyLocked()
 	s.mu.Unlock()
 	s.saver.wait(gen)
+	s.log.Info("run started", "run_id", id, "pipeline", run.Pipeline, "version", run.Version,
+		"by", run.StartedBy)
 	return id, nil
 }
 

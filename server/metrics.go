@@ -17,6 +17,7 @@ type metrics struct {
 	jobs        *prometheus.CounterVec
 	lost        prometheus.Counter
 	runDuration prometheus.Histogram
+	hooks       *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -35,8 +36,11 @@ func newMetrics(s *Server) *metrics {
 			Name: "kiln_run_duration_seconds", Help: "Time from a run's start to its end.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
 		}),
+		hooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_webhook_deliveries_total", Help: "Webhook deliveries, by HTTP answer.",
+		}, []string{"code"}),
 	}
-	m.reg.MustRegister(m.runs, m.jobs, m.lost, m.runDuration, &tableCollector{s: s},
+	m.reg.MustRegister(m.runs, m.jobs, m.lost, m.runDuration, m.hooks, &tableCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

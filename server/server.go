@@ -45,6 +45,10 @@ type Config struct {
 	AcceptTimeout time.Duration
 	// LogCap bounds each job's log. Default 64 MiB.
 	LogCap int64
+	// TriggerInterval is how often the master looks for schedule slots
+	// that came, polls that are due and triggers that were queued.
+	// Default 1s.
+	TriggerInterval time.Duration
 	// GoProxy is GOPROXY for pipeline builds. Default "off": builds use
 	// only the module cache.
 	GoProxy string
@@ -65,6 +69,11 @@ type Server struct {
 	reg     *registry.Registry
 	saver   *saver
 	metrics *metrics
+	trig    *triggers
+	// stopTriggers ends the trigger loop; triggersDone is closed when it
+	// has ended.
+	stopTriggers context.CancelFunc
+	triggersDone chan struct{}
 
 	secret string
 	token  string
@@ -91,6 +100,10 @@ type Server struct {
 	ended      map[uint64]*kilnpb.Run // guarded by mu
 	endedOrder []uint64               // guarded by mu: oldest first
 }
+
+// deliveryMemory is how long webhook delivery IDs are kept to recognise
+// redeliveries.
+const deliveryMemory = 30 * 24 * time.Hour
 
 // keepEnded is how many ended runs stay in memory.
 const keepEnded = 256
@@ -128,6 +141,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 2 * time.Second
+	}
+	if cfg.TriggerInterval <= 0 {
+		cfg.TriggerInterval = time.Second
 	}
 	if cfg.GoProxy == "" {
 		cfg.GoProxy = "off"
@@ -173,6 +189,10 @@ func (s *Server) open() error {
 	})
 	s.saver = newSaver(s.store, s.log)
 	s.metrics = newMetrics(s)
+	s.trig = newTriggers(s)
+	if _, err := s.store.PruneDeliveries(ms(s.now().Add(-deliveryMemory))); err != nil {
+		return err
+	}
 	suspended, err := s.store.Suspended()
 	if err != nil {
 		return err
@@ -256,6 +276,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	saverCtx, stopSaver := context.WithCancel(context.Background())
 	defer stopSaver()
 	go s.saver.run(saverCtx)
+	trigCtx, stopTriggers := context.WithCancel(context.Background())
+	s.stopTriggers, s.triggersDone = stopTriggers, make(chan struct{})
+	go func() {
+		defer close(s.triggersDone)
+		s.trig.run(trigCtx, s.cfg.TriggerInterval)
+	}()
 	tick := time.NewTicker(max(s.cfg.HeartbeatInterval/8, 20*time.Millisecond))
 	defer tick.Stop()
 	s.log.Info("master serving", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr())
@@ -288,6 +314,10 @@ func (s *Server) tick() {
 func (s *Server) shutdown() {
 	s.log.Info("master stopping")
 	s.stoppingOnce.Do(func() { close(s.stopping) })
+	// Builds that triggers started end with the loop; their triggers stay
+	// queued for the next start.
+	s.stopTriggers()
+	<-s.triggersDone
 	s.mu.Lock()
 	for _, ws := range s.streams {
 		ws.close()
