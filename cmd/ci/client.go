@@ -148,8 +148,8 @@ func (o *clientOptions) loadToken(cmd *cobra.Command) (string, error) {
 	return "", nil
 }
 
-// readSecret reads a token or secret file that the master wrote; what
-// names it in errors ("token", "secret").
+// readSecret reads a file holding a token or a secret, without the white
+// space around it; what names it in errors ("token", "webhook secret").
 func readSecret(path, what string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -297,13 +297,24 @@ func newTable(w io.Writer, header ...string) *table {
 func (t *table) row(cells ...string) {
 	clean := make([]string, len(cells))
 	for i, c := range cells {
-		c = strings.ReplaceAll(oneLine(c), "\t", " ")
-		if c == "" {
-			c = "-"
-		}
-		clean[i] = c
+		clean[i] = cell(c)
 	}
 	fmt.Fprintln(t.tw, strings.Join(clean, "\t"))
+}
+
+// subRow adds a label and its value as row does, the label indented under
+// the row before it: row itself trims the spaces around a cell.
+func (t *table) subRow(label, value string) {
+	fmt.Fprintln(t.tw, "  "+cell(label)+"\t"+cell(value))
+}
+
+// cell cleans one cell of a row.
+func cell(c string) string {
+	c = strings.ReplaceAll(oneLine(c), "\t", " ")
+	if c == "" {
+		return "-"
+	}
+	return c
 }
 
 // flush writes the aligned rows.
@@ -341,16 +352,22 @@ func ago(ms int64, now time.Time) string {
 	if ms == 0 {
 		return ""
 	}
-	d := max(now.Sub(time.UnixMilli(ms)), 0)
+	return roughDuration(now.Sub(time.UnixMilli(ms))) + " ago"
+}
+
+// roughDuration shows d in its largest whole unit, as "ago" and "in" read
+// it: 2s, 5m, 3h, 4d. A negative d counts as zero.
+func roughDuration(d time.Duration) string {
+	d = max(d, 0)
 	switch {
 	case d < time.Minute:
-		return strconv.Itoa(int(d/time.Second)) + "s ago"
+		return strconv.Itoa(int(d/time.Second)) + "s"
 	case d < time.Hour:
-		return strconv.Itoa(int(d/time.Minute)) + "m ago"
+		return strconv.Itoa(int(d/time.Minute)) + "m"
 	case d < 48*time.Hour:
-		return strconv.Itoa(int(d/time.Hour)) + "h ago"
+		return strconv.Itoa(int(d/time.Hour)) + "h"
 	}
-	return strconv.Itoa(int(d/(24*time.Hour))) + "d ago"
+	return strconv.Itoa(int(d/(24*time.Hour))) + "d"
 }
 
 // span is the duration from start to end in API times; a started thing

@@ -19,7 +19,9 @@
 //	   failed, or the run that `ci run --wait` followed ended other than
 //	   succeeded
 //	2  usage: unknown command or flag, wrong number of arguments, a malformed
-//	   NAME@REF, --param or run ID
+//	   NAME@REF, --param or run ID, flags that contradict each other, a
+//	   `pipeline update` with nothing to change, a webhook secret file that
+//	   is missing or empty
 //
 // Every failure prints one line, `ci: <message>`, to stderr. The message of
 // a refused call is the master's own sentence.
@@ -32,11 +34,34 @@
 // timestamps are RFC 3339 strings in UTC with milliseconds, or null when the
 // event has not happened yet (the API's zero). IDs are numbers.
 //
-// A pipeline (pipeline list, pipeline show):
+// A pipeline (pipeline list, show, update). "triggers" say what starts its
+// runs besides `ci run`: "webhook" is true when a secret is set (the secret
+// itself is never shown), "poll_ms" 0 is no polling, "timezone" "" is UTC
+// and "depends_on" names the pipelines whose successful runs start it.
+// "trigger_state" is what the master's trigger loops last saw, with the
+// commit a poll saw in full and "next_schedule" the next slot of the
+// schedules. "events" are the newest trigger events, newest first, and []
+// in pipeline list; an event's "outcome" is queued, started, ignored or
+// failed:
 //
 //	{"id", "name", "description", "source", "dir", "ref", "current_version",
 //	 "created", "modified",
-//	 "last_run": null | {"id", "status", "at", "by"}}
+//	 "last_run": null | {"id", "status", "at", "by"},
+//	 "triggers": {"webhook", "poll_ms", "schedules", "timezone",
+//	              "depends_on"},
+//	 "trigger_state": {"poll_commit", "polled_at", "poll_error",
+//	                   "scheduled_at", "next_schedule"},
+//	 "events": [{"at", "trigger", "outcome", "message", "run_id",
+//	             "version"}]}
+//
+// A trigger says what started a run, or tried to: "kind" is manual,
+// webhook, poll, schedule or upstream, "by" who (a token's name, the
+// pusher, the cron expression), "detail" one line for people, "delivery"
+// the webhook delivery's ID, and "ref" and "commit" what a webhook or a
+// poll asked to build:
+//
+//	{"kind", "by", "detail", "delivery", "upstream_pipeline",
+//	 "upstream_run", "ref", "commit"}
 //
 // A version (registry list, pipeline create, recompile, pin); "digest" is
 // "sha256:<hex>" and "commit" the full hash, "status" is building, ready or
@@ -48,11 +73,13 @@
 //
 // A run (run, runs list, runs show, runs cancel); "status" is queued,
 // running, succeeded, failed or cancelled, and a job's status is one of
-// those or skipped; "worker" is the name of the worker of the job's latest
-// attempt and "waiting" why a queued job has not started:
+// those or skipped; "started_by" is who or what started it in short
+// ("admin", "webhook alice", "upstream build#12") and "trigger" the whole
+// trigger; "worker" is the name of the worker of the job's latest attempt
+// and "waiting" why a queued job has not started:
 //
 //	{"id", "pipeline", "version", "commit", "digest", "status", "reason",
-//	 "started_by", "params", "created", "started", "finished",
+//	 "started_by", "trigger", "params", "created", "started", "finished",
 //	 "jobs": [{"name", "status", "worker", "attempts", "started",
 //	           "finished", "error", "waiting", "depends_on", "outputs",
 //	           "history": [{"id", "worker", "status", "started",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -158,6 +159,41 @@ func (f *fakeMaster) GetPipeline(ctx context.Context,
 		}
 	}
 	return nil, status.Errorf(codes.NotFound, "pipeline %q does not exist", req.Name)
+}
+
+// UpdatePipeline answers the named pipeline with the settings of req
+// applied, as the master would, without keeping them.
+func (f *fakeMaster) UpdatePipeline(ctx context.Context,
+	req *kilnpb.UpdatePipelineRequest) (*kilnpb.Pipeline, error) {
+	if err := f.saw(ctx, "UpdatePipeline", req, true); err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(f.pipelines, func(p *kilnpb.Pipeline) bool { return p.Name == req.Name })
+	if i < 0 {
+		return nil, status.Errorf(codes.NotFound, "pipeline %q does not exist", req.Name)
+	}
+
+	p := proto.Clone(f.pipelines[i]).(*kilnpb.Pipeline)
+	if p.Triggers == nil {
+		p.Triggers = &kilnpb.Triggers{}
+	}
+	tr := p.Triggers
+	if req.WebhookSecret != nil {
+		tr.Webhook = *req.WebhookSecret != ""
+	}
+	if req.PollMs != nil {
+		tr.PollMs = *req.PollMs
+	}
+	if req.Schedules != nil {
+		tr.Schedules = req.Schedules.Values
+	}
+	if req.Timezone != nil {
+		tr.Timezone = *req.Timezone
+	}
+	if req.DependsOn != nil {
+		tr.DependsOn = req.DependsOn.Values
+	}
+	return p, nil
 }
 
 func (f *fakeMaster) DeletePipeline(ctx context.Context,

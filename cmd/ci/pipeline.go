@@ -2,26 +2,32 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kilnci/kiln/proto/kilnpb"
 )
 
 func newPipelineCommand(e *env) *cobra.Command {
-	return newGroupCommand("pipeline", "Create, list, show and delete pipelines",
+	return newGroupCommand("pipeline", "Create, list, show, update and delete pipelines",
 		newPipelineCreateCommand(e),
 		newPipelineListCommand(e),
 		newPipelineShowCommand(e),
+		newPipelineUpdateCommand(e),
 		newPipelineDeleteCommand(e),
 	)
 }
 
 type pipelineCreateOptions struct {
 	clientOptions
-	source string
-	ref    string
-	dir    string
+	triggers triggerFlags
+	source   string
+	ref      string
+	dir      string
 }
 
 func newPipelineCreateCommand(e *env) *cobra.Command {
@@ -30,9 +36,14 @@ func newPipelineCreateCommand(e *env) *cobra.Command {
 		Use:   "create NAME --source URL",
 		Short: "Register a pipeline and build its first version",
 		Long: "Register a pipeline and build its first version. The build's progress goes\n" +
-			"to stderr while it runs; the version built goes to stdout.",
-		Example: "  ci pipeline create build --source file:///srv/git/app.git --dir ci --ref main",
-		Args:    wantArgs(1, 1),
+			"to stderr while it runs; the version built goes to stdout.\n\n" +
+			triggersHelp,
+		Example: "  ci pipeline create build --source file:///srv/git/app.git --dir ci --ref main\n" +
+			"  ci pipeline create app --source file:///srv/git/app.git --ref main \\\n" +
+			"      --webhook-secret-file hook.secret --poll 5m\n" +
+			"  ci pipeline create nightly --source file:///srv/git/app.git \\\n" +
+			"      --schedule \"0 3 * * *\" --timezone Europe/Paris --depends-on build,lint",
+		Args: wantArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args[0])
 		},
@@ -43,12 +54,24 @@ func newPipelineCreateCommand(e *env) *cobra.Command {
 	fs.StringVar(&o.ref, "ref", "",
 		"ref to follow: branch, tag, commit or semver constraint (empty: the master chooses)")
 	fs.StringVar(&o.dir, "dir", "", "folder of the pipeline program in the repository")
+	o.triggers.addFlags(fs)
 	return cmd
 }
+
+// triggersHelp tells what the trigger flags of create and update do.
+const triggersHelp = "Besides `ci run`, runs start on a push (--webhook-secret-file: the master\n" +
+	"then takes deliveries at POST /hooks/NAME on its HTTP port, 7071 unless\n" +
+	"`ci server --http-addr` says otherwise), when a poll sees the followed ref move\n" +
+	"(--poll), on cron schedules (--schedule, --timezone), and after each successful\n" +
+	"run of another pipeline (--depends-on). The master checks these settings."
 
 func (o *pipelineCreateOptions) run(cmd *cobra.Command, name string) error {
 	if o.source == "" {
 		return usageErrorf(cmd, "--source is required")
+	}
+	req := &kilnpb.CreatePipelineRequest{Name: name, Source: o.source, Ref: o.ref, Dir: o.dir}
+	if err := o.triggers.createRequest(cmd, req); err != nil {
+		return err
 	}
 	c, err := o.dial(cmd)
 	if err != nil {
@@ -57,12 +80,7 @@ func (o *pipelineCreateOptions) run(cmd *cobra.Command, name string) error {
 	defer c.Close()
 
 	ctx := cmd.Context()
-	stream, err := c.CreatePipeline(ctx, &kilnpb.CreatePipelineRequest{
-		Name:   name,
-		Source: o.source,
-		Ref:    o.ref,
-		Dir:    o.dir,
-	})
+	stream, err := c.CreatePipeline(ctx, req)
 	if err != nil {
 		return c.callError(ctx, err)
 	}
@@ -110,9 +128,10 @@ func (o *pipelineListOptions) run(cmd *cobra.Command) error {
 		return writeJSON(out, list)
 	}
 
-	t := newTable(out, "NAME", "REF", "VERSION", "LAST RUN", "SOURCE", "DIR")
+	t := newTable(out, "NAME", "REF", "VERSION", "LAST RUN", "TRIGGERS", "SOURCE", "DIR")
 	for _, p := range resp.Pipelines {
-		t.row(p.Name, p.Ref, version(p.CurrentVersion), o.lastRun(p), p.Source, p.Dir)
+		t.row(p.Name, p.Ref, version(p.CurrentVersion), o.lastRun(p), triggerSummary(p.Triggers),
+			p.Source, p.Dir)
 	}
 	return t.flush()
 }
@@ -133,7 +152,7 @@ func newPipelineShowCommand(e *env) *cobra.Command {
 	o := &pipelineShowOptions{clientOptions: newClientOptions(e)}
 	cmd := &cobra.Command{
 		Use:   "show NAME",
-		Short: "Show a pipeline: its source, ref policy, current version and last run",
+		Short: "Show a pipeline: its source, ref policy, version, last run and triggers",
 		Args:  wantArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args[0])
@@ -156,13 +175,18 @@ func (o *pipelineShowOptions) run(cmd *cobra.Command, name string) error {
 		return c.callError(ctx, err)
 	}
 
-	out := cmd.OutOrStdout()
+	return o.printPipeline(cmd.OutOrStdout(), p)
+}
+
+// printPipeline prints a pipeline's facts, one per line, then its recent
+// trigger events; or its JSON form.
+func (o *clientOptions) printPipeline(w io.Writer, p *kilnpb.Pipeline) error {
 	if o.wantJSON() {
-		return writeJSON(out, newPipelineJSON(p))
+		return writeJSON(w, newPipelineJSON(p))
 	}
 
 	now := o.now()
-	t := newTable(out)
+	t := newTable(w)
 	t.row("id:", fmt.Sprint(p.Id))
 	t.row("name:", p.Name)
 	t.row("description:", p.Description)
@@ -173,7 +197,11 @@ func (o *pipelineShowOptions) run(cmd *cobra.Command, name string) error {
 	t.row("created:", when(p.Created, now))
 	t.row("modified:", when(p.Modified, now))
 	t.row("last run:", o.lastRunBy(p))
-	return t.flush()
+	triggerRows(t, p, now)
+	if err := t.flush(); err != nil {
+		return err
+	}
+	return printEvents(w, p.Events, now)
 }
 
 // lastRunBy shows a pipeline's latest run and who started it.
@@ -183,6 +211,145 @@ func (o *clientOptions) lastRunBy(p *kilnpb.Pipeline) string {
 		s += " by " + p.LastRunBy
 	}
 	return s
+}
+
+type pipelineUpdateOptions struct {
+	clientOptions
+	triggers    triggerFlags
+	noWebhook   bool
+	noSchedule  bool
+	noDependsOn bool
+}
+
+// updateFlags are the flags of `pipeline update` that change something,
+// in the order of its help.
+var updateFlags = []string{
+	"webhook-secret-file", "no-webhook", "poll", "schedule", "no-schedule", "timezone",
+	"depends-on", "no-depends-on",
+}
+
+// updateConflicts are the pairs of update flags that contradict each other.
+var updateConflicts = [][2]string{
+	{"webhook-secret-file", "no-webhook"},
+	{"schedule", "no-schedule"},
+	{"depends-on", "no-depends-on"},
+}
+
+func newPipelineUpdateCommand(e *env) *cobra.Command {
+	o := &pipelineUpdateOptions{clientOptions: newClientOptions(e)}
+	cmd := &cobra.Command{
+		Use:   "update NAME",
+		Short: "Change what starts a pipeline's runs: webhook, polling, schedules, upstreams",
+		Long: "Change what starts a pipeline's runs. Only the settings of the flags given\n" +
+			"change; --schedule and --depends-on replace their whole list. The master\n" +
+			"changes nothing when a setting is wrong. The pipeline is printed as\n" +
+			"`ci pipeline show` prints it.\n\n" +
+			triggersHelp,
+		Example: "  ci pipeline update app --webhook-secret-file hook.secret\n" +
+			"  ci pipeline update app --poll 1m\n" +
+			"  ci pipeline update nightly --schedule \"0 3 * * 1-5\" --schedule @weekly " +
+			"--timezone Europe/Paris\n" +
+			"  ci pipeline update deploy --depends-on build,lint\n" +
+			"  ci pipeline update app --no-webhook --poll 0 --no-schedule --no-depends-on",
+		Args: wantArgs(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args[0])
+		},
+	}
+	o.addFlags(cmd)
+	fs := cmd.Flags()
+	o.triggers.addFlags(fs)
+	fs.BoolVar(&o.noWebhook, "no-webhook", false, "turn the webhook off and forget its secret")
+	fs.BoolVar(&o.noSchedule, "no-schedule", false, "remove every schedule")
+	fs.BoolVar(&o.noDependsOn, "no-depends-on", false, "stop running after other pipelines")
+	return cmd
+}
+
+func (o *pipelineUpdateOptions) run(cmd *cobra.Command, name string) error {
+	req, err := o.request(cmd, name)
+	if err != nil {
+		return err
+	}
+	c, err := o.dial(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	ctx := cmd.Context()
+	p, err := c.UpdatePipeline(ctx, req)
+	if err != nil {
+		return c.callError(ctx, err)
+	}
+	return o.printPipeline(cmd.OutOrStdout(), p)
+}
+
+// request builds the UpdatePipelineRequest that sets what the flags given
+// say and leaves the rest unset, so that the master keeps it.
+func (o *pipelineUpdateOptions) request(cmd *cobra.Command,
+	name string) (*kilnpb.UpdatePipelineRequest, error) {
+	fs := cmd.Flags()
+	if err := checkUpdateFlags(cmd); err != nil {
+		return nil, err
+	}
+
+	req := &kilnpb.UpdatePipelineRequest{Name: name}
+	if given(fs, "webhook-secret-file") {
+		secret, err := o.triggers.webhookSecret(cmd)
+		if err != nil {
+			return nil, err
+		}
+		req.WebhookSecret = proto.String(secret)
+	}
+	if given(fs, "no-webhook") {
+		req.WebhookSecret = proto.String("")
+	}
+	if given(fs, "poll") {
+		req.PollMs = proto.Int64(pollMs(o.triggers.poll))
+	}
+	if given(fs, "schedule") || given(fs, "no-schedule") {
+		req.Schedules = &kilnpb.Strings{Values: o.triggers.schedules}
+	}
+	if given(fs, "timezone") {
+		req.Timezone = proto.String(o.triggers.timezone)
+	}
+	if given(fs, "depends-on") || given(fs, "no-depends-on") {
+		deps, err := o.triggers.upstreams(cmd)
+		if err != nil {
+			return nil, err
+		}
+		req.DependsOn = &kilnpb.Strings{Values: deps}
+	}
+	return req, nil
+}
+
+// checkUpdateFlags refuses an update that changes nothing or contradicts
+// itself.
+func checkUpdateFlags(cmd *cobra.Command) error {
+	fs := cmd.Flags()
+	for _, pair := range updateConflicts {
+		if given(fs, pair[0]) && given(fs, pair[1]) {
+			return usageErrorf(cmd, "give --%s or --%s, not both", pair[0], pair[1])
+		}
+	}
+	for _, name := range updateFlags {
+		if given(fs, name) {
+			return nil
+		}
+	}
+	return usageErrorf(cmd, "nothing to change: give one or more of --%s",
+		strings.Join(updateFlags, ", --"))
+}
+
+// given reports whether the command line set the flag. A clear flag such
+// as --no-webhook counts only when true, so that --no-webhook=false asks
+// for nothing.
+func given(fs *pflag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	if f == nil || !f.Changed {
+		return false
+	}
+	return f.Value.Type() != "bool" || f.Value.String() == "true"
 }
 
 type pipelineDeleteOptions struct {
@@ -245,6 +412,10 @@ type pipelineJSON struct {
 	Created        timestamp    `json:"created"`
 	Modified       timestamp    `json:"modified"`
 	LastRun        *lastRunJSON `json:"last_run"` // null when never run
+
+	Triggers     triggersJSON       `json:"triggers"`
+	TriggerState triggerStateJSON   `json:"trigger_state"`
+	Events       []triggerEventJSON `json:"events"` // [] in lists
 }
 
 type lastRunJSON struct {
@@ -265,6 +436,9 @@ func newPipelineJSON(p *kilnpb.Pipeline) pipelineJSON {
 		CurrentVersion: p.CurrentVersion,
 		Created:        timestamp(p.Created),
 		Modified:       timestamp(p.Modified),
+		Triggers:       newTriggersJSON(p.Triggers),
+		TriggerState:   newTriggerStateJSON(p.TriggerState),
+		Events:         newEventsJSON(p.Events),
 	}
 	if p.LastRunId != 0 {
 		j.LastRun = &lastRunJSON{

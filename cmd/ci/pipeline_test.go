@@ -24,11 +24,46 @@ func testPipelines() []*kilnpb.Pipeline {
 		LastRunStatus:  "failed",
 		LastRunAt:      msBefore(2 * time.Minute),
 		LastRunBy:      "alice",
+		Triggers: &kilnpb.Triggers{
+			Webhook:   true,
+			PollMs:    60000,
+			Schedules: []string{"0 3 * * *", "@daily"},
+			Timezone:  "Europe/Paris",
+			DependsOn: []string{"lint"},
+		},
+		TriggerState: &kilnpb.TriggerState{
+			PollCommit:   testCommit,
+			PolledAt:     msBefore(30 * time.Second),
+			PollError:    "git ls-remote: exit status 128",
+			ScheduledAt:  msBefore(24 * time.Hour),
+			NextSchedule: msBefore(-3 * time.Hour),
+		},
+		Events: testEvents(),
 	}, {
 		Id:     2,
 		Name:   "deploy",
 		Source: "file:///srv/deploy.git",
 		Ref:    "main",
+	}}
+}
+
+// testEvents are a webhook delivery that started run 12 and a poll that
+// failed before it.
+func testEvents() []*kilnpb.TriggerEvent {
+	return []*kilnpb.TriggerEvent{{
+		At: msBefore(2 * time.Minute),
+		Trigger: &kilnpb.Trigger{Kind: "webhook", By: "alice",
+			Detail: "github push to refs/heads/main", Delivery: "d-1",
+			Ref: "refs/heads/main", Commit: testCommit},
+		Outcome: "started",
+		Message: "push to main by alice",
+		RunId:   12,
+		Version: 3,
+	}, {
+		At:      msBefore(time.Hour),
+		Trigger: &kilnpb.Trigger{Kind: "poll"},
+		Outcome: "failed",
+		Message: "poll failed: git ls-remote: exit status 128",
 	}}
 }
 
@@ -51,10 +86,12 @@ func TestPipelineListPrintsAlignedTable(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("want a header and 2 rows, got:\n%s", r.stdout)
 	}
-	assertFields(t, lines[0], "NAME", "REF", "VERSION", "LAST", "RUN", "SOURCE", "DIR")
+	assertFields(t, lines[0], "NAME", "REF", "VERSION", "LAST", "RUN", "TRIGGERS", "SOURCE",
+		"DIR")
 	assertFields(t, lines[1], "build", "^1.2", "3", "#12", "failed", "2m", "ago",
-		"file:///srv/app.git", "ci")
-	assertFields(t, lines[2], "deploy", "main", "-", "-", "file:///srv/deploy.git", "-")
+		"webhook,poll", "1m,cron,after", "lint", "file:///srv/app.git", "ci")
+	assertFields(t, lines[2], "deploy", "main", "-", "-", "-", "file:///srv/deploy.git", "-")
+	assertAligned(t, lines, "TRIGGERS")
 	assertAligned(t, lines, "SOURCE")
 }
 

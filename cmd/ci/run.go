@@ -328,7 +328,7 @@ func (o *runsListOptions) run(cmd *cobra.Command, name string) error {
 	t := newTable(out, "ID", "PIPELINE", "VERSION", "STATUS", "CREATED", "DURATION", "BY")
 	for _, r := range resp.Runs {
 		t.row(fmt.Sprint(r.Id), r.Pipeline, version(r.Version), r.Status, ago(r.Created, now),
-			span(r.Started, r.Finished, now), r.StartedBy)
+			span(r.Started, r.Finished, now), startedBy(r))
 	}
 	return t.flush()
 }
@@ -383,7 +383,11 @@ func (o *clientOptions) printRun(w io.Writer, r *kilnpb.Run) error {
 	t.row("status:", r.Status)
 	t.row("reason:", r.Reason)
 	t.row("params:", formatMap(r.Params))
-	t.row("started by:", r.StartedBy)
+	t.row("started by:", startedBy(r))
+	t.row("trigger:", describeTrigger(r.Trigger))
+	if tr := r.GetTrigger(); tr.GetKind() == "upstream" {
+		t.row("upstream:", fmt.Sprintf("#%d of %s", tr.UpstreamRun, tr.UpstreamPipeline))
+	}
 	t.row("created:", when(r.Created, now))
 	t.row("started:", when(r.Started, now))
 	t.row("finished:", when(r.Finished, now))
@@ -593,6 +597,7 @@ type runJSON struct {
 	Status    string            `json:"status"`
 	Reason    string            `json:"reason"`
 	StartedBy string            `json:"started_by"`
+	Trigger   triggerJSON       `json:"trigger"`
 	Params    map[string]string `json:"params"`
 	Created   timestamp         `json:"created"`
 	Started   timestamp         `json:"started"`
@@ -635,6 +640,7 @@ func newRunJSON(r *kilnpb.Run) runJSON {
 		Status:    r.Status,
 		Reason:    r.Reason,
 		StartedBy: r.StartedBy,
+		Trigger:   newTriggerJSON(r.Trigger),
 		Params:    nonNilMap(r.Params),
 		Created:   timestamp(r.Created),
 		Started:   timestamp(r.Started),

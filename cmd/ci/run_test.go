@@ -391,3 +391,93 @@ func FuzzParseParams(f *testing.F) {
 		}
 	})
 }
+
+func TestRunsShowPrintsTrigger(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		trigger   *kilnpb.Trigger
+		startedBy string
+		want      string
+	}{{
+		trigger: &kilnpb.Trigger{Kind: "webhook", By: "alice",
+			Detail: "github push to refs/heads/main", Delivery: "d-1"},
+		startedBy: "webhook alice",
+		want: "started by:  webhook alice\n" +
+			"trigger:     webhook: github push to refs/heads/main (delivery d-1)\n" +
+			"created:",
+	}, {
+		trigger: &kilnpb.Trigger{Kind: "upstream", Detail: "build #12 succeeded",
+			UpstreamPipeline: "build", UpstreamRun: 12},
+		startedBy: "upstream build#12",
+		want: "started by:  upstream build#12\n" +
+			"trigger:     upstream: build #12 succeeded\n" +
+			"upstream:    #12 of build\n" +
+			"created:",
+	}, {
+		trigger: &kilnpb.Trigger{Kind: "schedule", By: "0 3 * * *"},
+		want:    "started by:  schedule\ntrigger:     schedule\ncreated:",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.trigger.Kind, func(t *testing.T) {
+			t.Parallel()
+			run := testRun("running", "running")
+			run.Trigger, run.StartedBy = tt.trigger, tt.startedBy
+			addr := startFake(t, &fakeMaster{run: run})
+
+			r := ciOK(t, nil, "runs", "show", "12", "--master", addr)
+
+			if !strings.Contains(r.stdout, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, r.stdout)
+			}
+		})
+	}
+}
+
+func TestRunsListShowsWhatStartedEachRun(t *testing.T) {
+	t.Parallel()
+	f := &fakeMaster{runs: []*kilnpb.Run{
+		testRun("running", "running"), testRun("queued", "queued"),
+	}}
+	f.runs[0].StartedBy = "upstream build#11"
+	f.runs[0].Trigger = &kilnpb.Trigger{Kind: "upstream", UpstreamPipeline: "build",
+		UpstreamRun: 11}
+	// A master that sent no started_by still has the trigger's kind shown.
+	f.runs[1].Id, f.runs[1].StartedBy = 13, ""
+	f.runs[1].Trigger = &kilnpb.Trigger{Kind: "poll", Commit: testCommit}
+	addr := startFake(t, f)
+
+	r := ciOK(t, nil, "runs", "list", "--master", addr)
+
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	assertFields(t, lines[1], "12", "build", "4", "running", "1m", "ago", "50.0s",
+		"upstream", "build#11")
+	assertFields(t, lines[2], "13", "build", "4", "queued", "1m", "ago", "-", "poll")
+}
+
+func TestRunJSONHasTrigger(t *testing.T) {
+	t.Parallel()
+	run := testRun("succeeded", "succeeded")
+	run.StartedBy = "upstream build#11"
+	run.Trigger = &kilnpb.Trigger{Kind: "upstream", Detail: "build #11 succeeded",
+		UpstreamPipeline: "build", UpstreamRun: 11, Ref: "main", Commit: testCommit}
+	f := &fakeMaster{run: run, runs: []*kilnpb.Run{testRun("queued", "queued")}}
+	addr := startFake(t, f)
+
+	r := ciOK(t, nil, "runs", "show", "12", "--master", addr, "-o", "json")
+
+	var got map[string]any
+	decodeJSON(t, r.stdout, &got)
+	wantValues(t, got, map[string]any{"started_by": "upstream build#11"})
+	trigger, _ := got["trigger"].(map[string]any)
+	wantValues(t, trigger, map[string]any{
+		"kind": "upstream", "by": "", "detail": "build #11 succeeded", "delivery": "",
+		"upstream_pipeline": "build", "upstream_run": 11.0, "ref": "main", "commit": testCommit,
+	})
+
+	// A run without a trigger keeps the keys, empty.
+	r = ciOK(t, nil, "runs", "list", "--master", addr, "-o", "json")
+	var list []map[string]any
+	decodeJSON(t, r.stdout, &list)
+	trigger, _ = list[0]["trigger"].(map[string]any)
+	wantValues(t, trigger, map[string]any{"kind": "", "upstream_run": 0.0, "commit": ""})
+}
