@@ -137,7 +137,8 @@ func (s *Server) checkNoDownstream(name string) error {
 }
 
 // public is the pipeline as clients see it: without its webhook secret,
-// with its trigger state and its newest events (up to events of them).
+// with its trigger state and, when events > 0, its newest events (up to
+// events of them) and the parameters its current version declares.
 func (s *Server) public(p *kilnpb.Pipeline, events int) *kilnpb.Pipeline {
 	q := proto.Clone(p).(*kilnpb.Pipeline)
 	q.WebhookSecret = ""
@@ -151,6 +152,9 @@ func (s *Server) public(p *kilnpb.Pipeline, events int) *kilnpb.Pipeline {
 	}
 	if events > 0 {
 		q.Events, _ = s.store.Events(p.Name, events)
+		if v, err := s.reg.Current(p.Name); err == nil {
+			q.Params = v.Description.GetParams()
+		}
 	}
 	return q
 }

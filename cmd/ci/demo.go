@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,8 @@ type demoOptions struct {
 	example  string
 	serve    bool
 	logLevel string
+	grpcAddr string
+	httpAddr string
 }
 
 func newDemoCommand(e *env) *cobra.Command {
@@ -43,6 +46,10 @@ func newDemoCommand(e *env) *cobra.Command {
 		"folder of the example pipeline")
 	fs.BoolVar(&o.serve, "serve", false, "keep the master and workers up after the run, until interrupted")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "level of the master's and workers' logs")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", "",
+		"the master's gRPC address; default 127.0.0.1:7070 with --serve, a free port without")
+	fs.StringVar(&o.httpAddr, "http-addr", "",
+		"the master's HTTP address; default 127.0.0.1:7071 with --serve, a free port without")
 	return cmd
 }
 
@@ -64,7 +71,7 @@ func (o *demoOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	srv, stop, err := startDemoFleet(ctx, data, logger)
+	srv, stop, err := startDemoFleet(ctx, data, o.addrs(), logger)
 	if err != nil {
 		return err
 	}
@@ -95,6 +102,17 @@ func (o *demoOptions) run(cmd *cobra.Command) error {
 	return nil
 }
 
+// addrs are where the master listens: the defaults of `ci server` when it
+// serves on, so that other commands find it without flags, and free ports
+// for a run that ends.
+func (o *demoOptions) addrs() [2]string {
+	grpcAddr, httpAddr := "127.0.0.1:0", "127.0.0.1:0"
+	if o.serve {
+		grpcAddr, httpAddr = "127.0.0.1:7070", "127.0.0.1:7071"
+	}
+	return [2]string{cmp.Or(o.grpcAddr, grpcAddr), cmp.Or(o.httpAddr, httpAddr)}
+}
+
 func (o *demoOptions) dataDir() (string, func(), error) {
 	if o.data != "" {
 		abs, err := filepath.Abs(o.data)
@@ -109,6 +127,11 @@ func (o *demoOptions) dataDir() (string, func(), error) {
 func (o *demoOptions) createAndRun(cmd *cobra.Command, c *client,
 	source string) (*kilnpb.Run, error) {
 	ctx := cmd.Context()
+	if _, err := c.GetPipeline(ctx, &kilnpb.GetPipelineRequest{Name: "demo"}); err == nil {
+		// A data folder of an earlier demo: run what it has.
+		fmt.Fprintln(cmd.OutOrStdout(), "pipeline demo exists in this data folder; running it")
+		return o.startAndFollow(cmd, c)
+	}
 	stream, err := c.CreatePipeline(ctx, &kilnpb.CreatePipelineRequest{Name: "demo", Source: source})
 	if err != nil {
 		return nil, c.callError(ctx, err)
@@ -123,6 +146,11 @@ func (o *demoOptions) createAndRun(cmd *cobra.Command, c *client,
 	fmt.Fprintf(cmd.OutOrStdout(), "pipeline demo version %d: commit %s, %s, built in %s\n",
 		v.Version, short(v.Commit, 12), shortDigest(v.Digest), buildTime(v))
 
+	return o.startAndFollow(cmd, c)
+}
+
+func (o *demoOptions) startAndFollow(cmd *cobra.Command, c *client) (*kilnpb.Run, error) {
+	ctx := cmd.Context()
 	r, err := c.StartRun(ctx, &kilnpb.StartRunRequest{Name: "demo"})
 	if err != nil {
 		return nil, c.callError(ctx, err)
@@ -133,10 +161,10 @@ func (o *demoOptions) createAndRun(cmd *cobra.Command, c *client,
 
 // startDemoFleet starts a master on loopback ports and two workers joined
 // to it, in this process. stop ends them all.
-func startDemoFleet(ctx context.Context, data string,
+func startDemoFleet(ctx context.Context, data string, addrs [2]string,
 	logger *slog.Logger) (*server.Server, func(), error) {
 	srv, err := server.New(server.Config{
-		DataDir: filepath.Join(data, "master"), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		DataDir: filepath.Join(data, "master"), GRPCAddr: addrs[0], HTTPAddr: addrs[1],
 		HeartbeatInterval: time.Second, Logger: logger.With("process", "master"),
 	})
 	if err != nil {
@@ -183,6 +211,9 @@ func exampleRepo(example, repo string) (string, error) {
 	if err != nil || info.IsDir() {
 		return "", fmt.Errorf("example pipeline not found in %s: run ci demo from the root of "+
 			"Kiln's repository, or point --example at the folder", example)
+	}
+	if _, err := os.Stat(filepath.Join(repo, ".git")); err == nil {
+		return repo, nil // made by an earlier demo in this data folder
 	}
 	return repo, gitrepo.FromDir(example, repo, "The demo pipeline")
 }

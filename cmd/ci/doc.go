@@ -41,8 +41,9 @@
 // "trigger_state" is what the master's trigger loops last saw, with the
 // commit a poll saw in full and "next_schedule" the next slot of the
 // schedules. "events" are the newest trigger events, newest first, and []
-// in pipeline list; an event's "outcome" is queued, started, ignored or
-// failed:
+// in pipeline list; an event's "outcome" is started, ignored or failed.
+// "params" are what the current version declares ([] in pipeline list),
+// "type" string, bool or choice:
 //
 //	{"id", "name", "description", "source", "dir", "ref", "current_version",
 //	 "created", "modified",
@@ -52,7 +53,8 @@
 //	 "trigger_state": {"poll_commit", "polled_at", "poll_error",
 //	                   "scheduled_at", "next_schedule"},
 //	 "events": [{"at", "trigger", "outcome", "message", "run_id",
-//	             "version"}]}
+//	             "version"}],
+//	 "params": [{"name", "type", "default", "description", "choices"}]}
 //
 // A trigger says what started a run, or tried to: "kind" is manual,
 // webhook, poll, schedule or upstream, "by" who (a token's name, the

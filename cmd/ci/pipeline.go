@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kilnci/kiln/proto/kilnpb"
+	"github.com/kilnci/kiln/proto/pluginpb"
 )
 
 func newPipelineCommand(e *env) *cobra.Command {
@@ -197,11 +198,33 @@ func (o *clientOptions) printPipeline(w io.Writer, p *kilnpb.Pipeline) error {
 	t.row("created:", when(p.Created, now))
 	t.row("modified:", when(p.Modified, now))
 	t.row("last run:", o.lastRunBy(p))
+	paramRows(t, p.Params)
 	triggerRows(t, p, now)
 	if err := t.flush(); err != nil {
 		return err
 	}
 	return printEvents(w, p.Events, now)
+}
+
+// paramRows lists the parameters a run takes: "race: bool, default false;
+// test with -race".
+func paramRows(t *table, params []*pluginpb.Param) {
+	if len(params) == 0 {
+		t.row("parameters:", "none")
+		return
+	}
+	t.row("parameters:", fmt.Sprint(len(params)))
+	for _, p := range params {
+		kind := p.Type
+		if p.Type == "choice" {
+			kind = "one of " + strings.Join(p.Choices, ", ")
+		}
+		line := fmt.Sprintf("%s, default %q", kind, p.Default)
+		if p.Description != "" {
+			line += "; " + p.Description
+		}
+		t.subRow(p.Name+":", line)
+	}
 }
 
 // lastRunBy shows a pipeline's latest run and who started it.
@@ -416,6 +439,16 @@ type pipelineJSON struct {
 	Triggers     triggersJSON       `json:"triggers"`
 	TriggerState triggerStateJSON   `json:"trigger_state"`
 	Events       []triggerEventJSON `json:"events"` // [] in lists
+	Params       []paramJSON        `json:"params"` // [] in lists
+}
+
+// paramJSON is a parameter the current version declares.
+type paramJSON struct {
+	Name        string   `json:"name"`
+	Type        string   `json:"type"`
+	Default     string   `json:"default"`
+	Description string   `json:"description"`
+	Choices     []string `json:"choices"`
 }
 
 type lastRunJSON struct {
@@ -439,6 +472,11 @@ func newPipelineJSON(p *kilnpb.Pipeline) pipelineJSON {
 		Triggers:       newTriggersJSON(p.Triggers),
 		TriggerState:   newTriggerStateJSON(p.TriggerState),
 		Events:         newEventsJSON(p.Events),
+		Params:         []paramJSON{},
+	}
+	for _, q := range p.Params {
+		j.Params = append(j.Params, paramJSON{Name: q.Name, Type: q.Type, Default: q.Default,
+			Description: q.Description, Choices: append([]string{}, q.Choices...)})
 	}
 	if p.LastRunId != 0 {
 		j.LastRun = &lastRunJSON{

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/proto/kilnpb"
+	"github.com/kilnci/kiln/proto/pluginpb"
 )
 
 func testPipelines() []*kilnpb.Pipeline {
@@ -18,12 +19,16 @@ func testPipelines() []*kilnpb.Pipeline {
 		Dir:            "ci",
 		Ref:            "^1.2",
 		CurrentVersion: 3,
-		Created:        msBefore(72 * time.Hour),
-		Modified:       msBefore(2 * time.Hour),
-		LastRunId:      12,
-		LastRunStatus:  "failed",
-		LastRunAt:      msBefore(2 * time.Minute),
-		LastRunBy:      "alice",
+		Params: []*pluginpb.Param{
+			{Name: "race", Type: "bool", Default: "false", Description: "test with -race"},
+			{Name: "channel", Type: "choice", Default: "beta", Choices: []string{"beta", "stable"}},
+		},
+		Created:       msBefore(72 * time.Hour),
+		Modified:      msBefore(2 * time.Hour),
+		LastRunId:     12,
+		LastRunStatus: "failed",
+		LastRunAt:     msBefore(2 * time.Minute),
+		LastRunBy:     "alice",
 		Triggers: &kilnpb.Triggers{
 			Webhook:   true,
 			PollMs:    60000,

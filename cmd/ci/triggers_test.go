@@ -258,6 +258,9 @@ func TestPipelineShowPrintsTriggersStateAndEvents(t *testing.T) {
 	}
 	for _, want := range []string{
 		"last run:         #12 failed 2m ago by alice\n" +
+			"parameters:       2\n" +
+			"  race:           bool, default \"false\"; test with -race\n" +
+			"  channel:        one of beta, stable, default \"beta\"\n" +
 			"triggers:         webhook,poll 1m,cron,after lint\n" +
 			"  webhook:        on: POST /hooks/build on the master's HTTP port\n" +
 			"  poll:           every 1m; last 30s ago, saw " + testCommit[:12] + "\n" +

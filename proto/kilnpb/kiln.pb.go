@@ -47,7 +47,10 @@ type Pipeline struct {
 	TriggerState  *TriggerState `protobuf:"bytes,16,opt,name=trigger_state,json=triggerState,proto3" json:"trigger_state,omitempty"`
 	// events are the newest trigger events, newest first; only GetPipeline
 	// fills them.
-	Events        []*TriggerEvent `protobuf:"bytes,17,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*TriggerEvent `protobuf:"bytes,17,rep,name=events,proto3" json:"events,omitempty"`
+	// params are what the current version declares; only GetPipeline fills
+	// them.
+	Params        []*pluginpb.Param `protobuf:"bytes,18,rep,name=params,proto3" json:"params,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +200,13 @@ func (x *Pipeline) GetTriggerState() *TriggerState {
 func (x *Pipeline) GetEvents() []*TriggerEvent {
 	if x != nil {
 		return x.Events
+	}
+	return nil
+}
+
+func (x *Pipeline) GetParams() []*pluginpb.Param {
+	if x != nil {
+		return x.Params
 	}
 	return nil
 }
@@ -373,7 +383,7 @@ type TriggerEvent struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	At      int64                  `protobuf:"varint,1,opt,name=at,proto3" json:"at,omitempty"`
 	Trigger *Trigger               `protobuf:"bytes,2,opt,name=trigger,proto3" json:"trigger,omitempty"`
-	// outcome is "queued", "started", "ignored" or "failed".
+	// outcome is "started", "ignored" or "failed".
 	Outcome string `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// message says what happened, for people.
 	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
@@ -3546,7 +3556,7 @@ var File_kiln_proto protoreflect.FileDescriptor
 const file_kiln_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"kiln.proto\x12\akiln.v1\x1a\fplugin.proto\"\xb4\x04\n" +
+	"kiln.proto\x12\akiln.v1\x1a\fplugin.proto\"\xe3\x04\n" +
 	"\bPipeline\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -3565,7 +3575,8 @@ const file_kiln_proto_rawDesc = "" +
 	"\btriggers\x18\x0e \x01(\v2\x11.kiln.v1.TriggersR\btriggers\x12%\n" +
 	"\x0ewebhook_secret\x18\x0f \x01(\tR\rwebhookSecret\x12:\n" +
 	"\rtrigger_state\x18\x10 \x01(\v2\x15.kiln.v1.TriggerStateR\ftriggerState\x12-\n" +
-	"\x06events\x18\x11 \x03(\v2\x15.kiln.v1.TriggerEventR\x06events\"\x96\x01\n" +
+	"\x06events\x18\x11 \x03(\v2\x15.kiln.v1.TriggerEventR\x06events\x12-\n" +
+	"\x06params\x18\x12 \x03(\v2\x15.kiln.plugin.v1.ParamR\x06params\"\x96\x01\n" +
 	"\bTriggers\x12\x18\n" +
 	"\awebhook\x18\x01 \x01(\bR\awebhook\x12\x17\n" +
 	"\apoll_ms\x18\x02 \x01(\x03R\x06pollMs\x12\x1c\n" +
@@ -3950,94 +3961,96 @@ var file_kiln_proto_goTypes = []any{
 	nil,                            // 56: kiln.v1.Assignment.ParamsEntry
 	nil,                            // 57: kiln.v1.Assignment.InputsEntry
 	nil,                            // 58: kiln.v1.FinishRequest.OutputsEntry
-	(*pluginpb.Description)(nil),   // 59: kiln.plugin.v1.Description
-	(*pluginpb.RunFacts)(nil),      // 60: kiln.plugin.v1.RunFacts
-	(*pluginpb.Outputs)(nil),       // 61: kiln.plugin.v1.Outputs
+	(*pluginpb.Param)(nil),         // 59: kiln.plugin.v1.Param
+	(*pluginpb.Description)(nil),   // 60: kiln.plugin.v1.Description
+	(*pluginpb.RunFacts)(nil),      // 61: kiln.plugin.v1.RunFacts
+	(*pluginpb.Outputs)(nil),       // 62: kiln.plugin.v1.Outputs
 }
 var file_kiln_proto_depIdxs = []int32{
 	1,  // 0: kiln.v1.Pipeline.triggers:type_name -> kiln.v1.Triggers
 	2,  // 1: kiln.v1.Pipeline.trigger_state:type_name -> kiln.v1.TriggerState
 	3,  // 2: kiln.v1.Pipeline.events:type_name -> kiln.v1.TriggerEvent
-	4,  // 3: kiln.v1.TriggerEvent.trigger:type_name -> kiln.v1.Trigger
-	59, // 4: kiln.v1.Version.description:type_name -> kiln.plugin.v1.Description
-	5,  // 5: kiln.v1.BuildEvent.version:type_name -> kiln.v1.Version
-	1,  // 6: kiln.v1.CreatePipelineRequest.triggers:type_name -> kiln.v1.Triggers
-	9,  // 7: kiln.v1.UpdatePipelineRequest.schedules:type_name -> kiln.v1.Strings
-	9,  // 8: kiln.v1.UpdatePipelineRequest.depends_on:type_name -> kiln.v1.Strings
-	0,  // 9: kiln.v1.ListPipelinesResponse.pipelines:type_name -> kiln.v1.Pipeline
-	5,  // 10: kiln.v1.ListVersionsResponse.versions:type_name -> kiln.v1.Version
-	20, // 11: kiln.v1.Run.jobs:type_name -> kiln.v1.Job
-	50, // 12: kiln.v1.Run.params:type_name -> kiln.v1.Run.ParamsEntry
-	4,  // 13: kiln.v1.Run.trigger:type_name -> kiln.v1.Trigger
-	51, // 14: kiln.v1.Job.outputs:type_name -> kiln.v1.Job.OutputsEntry
-	21, // 15: kiln.v1.Job.history:type_name -> kiln.v1.Attempt
-	52, // 16: kiln.v1.Job.labels:type_name -> kiln.v1.Job.LabelsEntry
-	53, // 17: kiln.v1.StartRunRequest.params:type_name -> kiln.v1.StartRunRequest.ParamsEntry
-	19, // 18: kiln.v1.ListRunsResponse.runs:type_name -> kiln.v1.Run
-	54, // 19: kiln.v1.Worker.labels:type_name -> kiln.v1.Worker.LabelsEntry
-	29, // 20: kiln.v1.ListWorkersResponse.workers:type_name -> kiln.v1.Worker
-	55, // 21: kiln.v1.JoinRequest.labels:type_name -> kiln.v1.JoinRequest.LabelsEntry
-	39, // 22: kiln.v1.WorkerEvent.assign:type_name -> kiln.v1.Assignment
-	40, // 23: kiln.v1.WorkerEvent.revoke:type_name -> kiln.v1.Revoke
-	56, // 24: kiln.v1.Assignment.params:type_name -> kiln.v1.Assignment.ParamsEntry
-	57, // 25: kiln.v1.Assignment.inputs:type_name -> kiln.v1.Assignment.InputsEntry
-	60, // 26: kiln.v1.Assignment.run:type_name -> kiln.plugin.v1.RunFacts
-	58, // 27: kiln.v1.FinishRequest.outputs:type_name -> kiln.v1.FinishRequest.OutputsEntry
-	4,  // 28: kiln.v1.QueuedTrigger.trigger:type_name -> kiln.v1.Trigger
-	61, // 29: kiln.v1.Assignment.InputsEntry.value:type_name -> kiln.plugin.v1.Outputs
-	7,  // 30: kiln.v1.Master.CreatePipeline:input_type -> kiln.v1.CreatePipelineRequest
-	10, // 31: kiln.v1.Master.ListPipelines:input_type -> kiln.v1.ListPipelinesRequest
-	12, // 32: kiln.v1.Master.GetPipeline:input_type -> kiln.v1.GetPipelineRequest
-	13, // 33: kiln.v1.Master.DeletePipeline:input_type -> kiln.v1.DeletePipelineRequest
-	8,  // 34: kiln.v1.Master.UpdatePipeline:input_type -> kiln.v1.UpdatePipelineRequest
-	15, // 35: kiln.v1.Master.ListVersions:input_type -> kiln.v1.ListVersionsRequest
-	17, // 36: kiln.v1.Master.Recompile:input_type -> kiln.v1.RecompileRequest
-	18, // 37: kiln.v1.Master.Pin:input_type -> kiln.v1.PinRequest
-	22, // 38: kiln.v1.Master.StartRun:input_type -> kiln.v1.StartRunRequest
-	25, // 39: kiln.v1.Master.WatchRun:input_type -> kiln.v1.GetRunRequest
-	23, // 40: kiln.v1.Master.ListRuns:input_type -> kiln.v1.ListRunsRequest
-	25, // 41: kiln.v1.Master.GetRun:input_type -> kiln.v1.GetRunRequest
-	26, // 42: kiln.v1.Master.CancelRun:input_type -> kiln.v1.CancelRunRequest
-	27, // 43: kiln.v1.Master.Logs:input_type -> kiln.v1.LogsRequest
-	30, // 44: kiln.v1.Master.ListWorkers:input_type -> kiln.v1.ListWorkersRequest
-	32, // 45: kiln.v1.Master.SuspendWorker:input_type -> kiln.v1.WorkerRequest
-	32, // 46: kiln.v1.Master.ResumeWorker:input_type -> kiln.v1.WorkerRequest
-	33, // 47: kiln.v1.Link.Join:input_type -> kiln.v1.JoinRequest
-	35, // 48: kiln.v1.Link.Heartbeat:input_type -> kiln.v1.HeartbeatRequest
-	37, // 49: kiln.v1.Link.Events:input_type -> kiln.v1.EventsRequest
-	41, // 50: kiln.v1.Link.Accept:input_type -> kiln.v1.AttemptRequest
-	43, // 51: kiln.v1.Link.UploadLog:input_type -> kiln.v1.LogUpload
-	45, // 52: kiln.v1.Link.Finish:input_type -> kiln.v1.FinishRequest
-	47, // 53: kiln.v1.Link.FetchBinary:input_type -> kiln.v1.FetchBinaryRequest
-	6,  // 54: kiln.v1.Master.CreatePipeline:output_type -> kiln.v1.BuildEvent
-	11, // 55: kiln.v1.Master.ListPipelines:output_type -> kiln.v1.ListPipelinesResponse
-	0,  // 56: kiln.v1.Master.GetPipeline:output_type -> kiln.v1.Pipeline
-	14, // 57: kiln.v1.Master.DeletePipeline:output_type -> kiln.v1.DeletePipelineResponse
-	0,  // 58: kiln.v1.Master.UpdatePipeline:output_type -> kiln.v1.Pipeline
-	16, // 59: kiln.v1.Master.ListVersions:output_type -> kiln.v1.ListVersionsResponse
-	6,  // 60: kiln.v1.Master.Recompile:output_type -> kiln.v1.BuildEvent
-	6,  // 61: kiln.v1.Master.Pin:output_type -> kiln.v1.BuildEvent
-	19, // 62: kiln.v1.Master.StartRun:output_type -> kiln.v1.Run
-	19, // 63: kiln.v1.Master.WatchRun:output_type -> kiln.v1.Run
-	24, // 64: kiln.v1.Master.ListRuns:output_type -> kiln.v1.ListRunsResponse
-	19, // 65: kiln.v1.Master.GetRun:output_type -> kiln.v1.Run
-	19, // 66: kiln.v1.Master.CancelRun:output_type -> kiln.v1.Run
-	28, // 67: kiln.v1.Master.Logs:output_type -> kiln.v1.LogLine
-	31, // 68: kiln.v1.Master.ListWorkers:output_type -> kiln.v1.ListWorkersResponse
-	29, // 69: kiln.v1.Master.SuspendWorker:output_type -> kiln.v1.Worker
-	29, // 70: kiln.v1.Master.ResumeWorker:output_type -> kiln.v1.Worker
-	34, // 71: kiln.v1.Link.Join:output_type -> kiln.v1.JoinResponse
-	36, // 72: kiln.v1.Link.Heartbeat:output_type -> kiln.v1.HeartbeatResponse
-	38, // 73: kiln.v1.Link.Events:output_type -> kiln.v1.WorkerEvent
-	42, // 74: kiln.v1.Link.Accept:output_type -> kiln.v1.AcceptResponse
-	44, // 75: kiln.v1.Link.UploadLog:output_type -> kiln.v1.UploadLogResponse
-	46, // 76: kiln.v1.Link.Finish:output_type -> kiln.v1.FinishResponse
-	48, // 77: kiln.v1.Link.FetchBinary:output_type -> kiln.v1.BinaryChunk
-	54, // [54:78] is the sub-list for method output_type
-	30, // [30:54] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	59, // 3: kiln.v1.Pipeline.params:type_name -> kiln.plugin.v1.Param
+	4,  // 4: kiln.v1.TriggerEvent.trigger:type_name -> kiln.v1.Trigger
+	60, // 5: kiln.v1.Version.description:type_name -> kiln.plugin.v1.Description
+	5,  // 6: kiln.v1.BuildEvent.version:type_name -> kiln.v1.Version
+	1,  // 7: kiln.v1.CreatePipelineRequest.triggers:type_name -> kiln.v1.Triggers
+	9,  // 8: kiln.v1.UpdatePipelineRequest.schedules:type_name -> kiln.v1.Strings
+	9,  // 9: kiln.v1.UpdatePipelineRequest.depends_on:type_name -> kiln.v1.Strings
+	0,  // 10: kiln.v1.ListPipelinesResponse.pipelines:type_name -> kiln.v1.Pipeline
+	5,  // 11: kiln.v1.ListVersionsResponse.versions:type_name -> kiln.v1.Version
+	20, // 12: kiln.v1.Run.jobs:type_name -> kiln.v1.Job
+	50, // 13: kiln.v1.Run.params:type_name -> kiln.v1.Run.ParamsEntry
+	4,  // 14: kiln.v1.Run.trigger:type_name -> kiln.v1.Trigger
+	51, // 15: kiln.v1.Job.outputs:type_name -> kiln.v1.Job.OutputsEntry
+	21, // 16: kiln.v1.Job.history:type_name -> kiln.v1.Attempt
+	52, // 17: kiln.v1.Job.labels:type_name -> kiln.v1.Job.LabelsEntry
+	53, // 18: kiln.v1.StartRunRequest.params:type_name -> kiln.v1.StartRunRequest.ParamsEntry
+	19, // 19: kiln.v1.ListRunsResponse.runs:type_name -> kiln.v1.Run
+	54, // 20: kiln.v1.Worker.labels:type_name -> kiln.v1.Worker.LabelsEntry
+	29, // 21: kiln.v1.ListWorkersResponse.workers:type_name -> kiln.v1.Worker
+	55, // 22: kiln.v1.JoinRequest.labels:type_name -> kiln.v1.JoinRequest.LabelsEntry
+	39, // 23: kiln.v1.WorkerEvent.assign:type_name -> kiln.v1.Assignment
+	40, // 24: kiln.v1.WorkerEvent.revoke:type_name -> kiln.v1.Revoke
+	56, // 25: kiln.v1.Assignment.params:type_name -> kiln.v1.Assignment.ParamsEntry
+	57, // 26: kiln.v1.Assignment.inputs:type_name -> kiln.v1.Assignment.InputsEntry
+	61, // 27: kiln.v1.Assignment.run:type_name -> kiln.plugin.v1.RunFacts
+	58, // 28: kiln.v1.FinishRequest.outputs:type_name -> kiln.v1.FinishRequest.OutputsEntry
+	4,  // 29: kiln.v1.QueuedTrigger.trigger:type_name -> kiln.v1.Trigger
+	62, // 30: kiln.v1.Assignment.InputsEntry.value:type_name -> kiln.plugin.v1.Outputs
+	7,  // 31: kiln.v1.Master.CreatePipeline:input_type -> kiln.v1.CreatePipelineRequest
+	10, // 32: kiln.v1.Master.ListPipelines:input_type -> kiln.v1.ListPipelinesRequest
+	12, // 33: kiln.v1.Master.GetPipeline:input_type -> kiln.v1.GetPipelineRequest
+	13, // 34: kiln.v1.Master.DeletePipeline:input_type -> kiln.v1.DeletePipelineRequest
+	8,  // 35: kiln.v1.Master.UpdatePipeline:input_type -> kiln.v1.UpdatePipelineRequest
+	15, // 36: kiln.v1.Master.ListVersions:input_type -> kiln.v1.ListVersionsRequest
+	17, // 37: kiln.v1.Master.Recompile:input_type -> kiln.v1.RecompileRequest
+	18, // 38: kiln.v1.Master.Pin:input_type -> kiln.v1.PinRequest
+	22, // 39: kiln.v1.Master.StartRun:input_type -> kiln.v1.StartRunRequest
+	25, // 40: kiln.v1.Master.WatchRun:input_type -> kiln.v1.GetRunRequest
+	23, // 41: kiln.v1.Master.ListRuns:input_type -> kiln.v1.ListRunsRequest
+	25, // 42: kiln.v1.Master.GetRun:input_type -> kiln.v1.GetRunRequest
+	26, // 43: kiln.v1.Master.CancelRun:input_type -> kiln.v1.CancelRunRequest
+	27, // 44: kiln.v1.Master.Logs:input_type -> kiln.v1.LogsRequest
+	30, // 45: kiln.v1.Master.ListWorkers:input_type -> kiln.v1.ListWorkersRequest
+	32, // 46: kiln.v1.Master.SuspendWorker:input_type -> kiln.v1.WorkerRequest
+	32, // 47: kiln.v1.Master.ResumeWorker:input_type -> kiln.v1.WorkerRequest
+	33, // 48: kiln.v1.Link.Join:input_type -> kiln.v1.JoinRequest
+	35, // 49: kiln.v1.Link.Heartbeat:input_type -> kiln.v1.HeartbeatRequest
+	37, // 50: kiln.v1.Link.Events:input_type -> kiln.v1.EventsRequest
+	41, // 51: kiln.v1.Link.Accept:input_type -> kiln.v1.AttemptRequest
+	43, // 52: kiln.v1.Link.UploadLog:input_type -> kiln.v1.LogUpload
+	45, // 53: kiln.v1.Link.Finish:input_type -> kiln.v1.FinishRequest
+	47, // 54: kiln.v1.Link.FetchBinary:input_type -> kiln.v1.FetchBinaryRequest
+	6,  // 55: kiln.v1.Master.CreatePipeline:output_type -> kiln.v1.BuildEvent
+	11, // 56: kiln.v1.Master.ListPipelines:output_type -> kiln.v1.ListPipelinesResponse
+	0,  // 57: kiln.v1.Master.GetPipeline:output_type -> kiln.v1.Pipeline
+	14, // 58: kiln.v1.Master.DeletePipeline:output_type -> kiln.v1.DeletePipelineResponse
+	0,  // 59: kiln.v1.Master.UpdatePipeline:output_type -> kiln.v1.Pipeline
+	16, // 60: kiln.v1.Master.ListVersions:output_type -> kiln.v1.ListVersionsResponse
+	6,  // 61: kiln.v1.Master.Recompile:output_type -> kiln.v1.BuildEvent
+	6,  // 62: kiln.v1.Master.Pin:output_type -> kiln.v1.BuildEvent
+	19, // 63: kiln.v1.Master.StartRun:output_type -> kiln.v1.Run
+	19, // 64: kiln.v1.Master.WatchRun:output_type -> kiln.v1.Run
+	24, // 65: kiln.v1.Master.ListRuns:output_type -> kiln.v1.ListRunsResponse
+	19, // 66: kiln.v1.Master.GetRun:output_type -> kiln.v1.Run
+	19, // 67: kiln.v1.Master.CancelRun:output_type -> kiln.v1.Run
+	28, // 68: kiln.v1.Master.Logs:output_type -> kiln.v1.LogLine
+	31, // 69: kiln.v1.Master.ListWorkers:output_type -> kiln.v1.ListWorkersResponse
+	29, // 70: kiln.v1.Master.SuspendWorker:output_type -> kiln.v1.Worker
+	29, // 71: kiln.v1.Master.ResumeWorker:output_type -> kiln.v1.Worker
+	34, // 72: kiln.v1.Link.Join:output_type -> kiln.v1.JoinResponse
+	36, // 73: kiln.v1.Link.Heartbeat:output_type -> kiln.v1.HeartbeatResponse
+	38, // 74: kiln.v1.Link.Events:output_type -> kiln.v1.WorkerEvent
+	42, // 75: kiln.v1.Link.Accept:output_type -> kiln.v1.AcceptResponse
+	44, // 76: kiln.v1.Link.UploadLog:output_type -> kiln.v1.UploadLogResponse
+	46, // 77: kiln.v1.Link.Finish:output_type -> kiln.v1.FinishResponse
+	48, // 78: kiln.v1.Link.FetchBinary:output_type -> kiln.v1.BinaryChunk
+	55, // [55:79] is the sub-list for method output_type
+	31, // [31:55] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_kiln_proto_init() }
