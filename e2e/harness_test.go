@@ -108,6 +108,7 @@ type fleet struct {
 	t       *testing.T
 	dir     string
 	addr    string
+	http    string // the master's HTTP address
 	master  *proc
 	workers map[string]*proc
 }
@@ -116,7 +117,8 @@ const heartbeat = 500 * time.Millisecond
 
 func newFleet(t *testing.T, workers ...string) *fleet {
 	t.Helper()
-	f := &fleet{t: t, dir: t.TempDir(), addr: freeAddr(t), workers: map[string]*proc{}}
+	f := &fleet{t: t, dir: t.TempDir(), addr: freeAddr(t), http: freeAddr(t),
+		workers: map[string]*proc{}}
 	f.startMaster()
 	for _, w := range workers {
 		f.startWorker(w)
@@ -129,7 +131,7 @@ func newFleet(t *testing.T, workers ...string) *fleet {
 
 func (f *fleet) startMaster() {
 	f.master = start(f.t, "master", "server", "--data", filepath.Join(f.dir, "master"),
-		"--grpc-addr", f.addr, "--http-addr", "127.0.0.1:0",
+		"--grpc-addr", f.addr, "--http-addr", f.http,
 		"--heartbeat-interval", heartbeat.String(), "--log-level", "debug")
 	f.master.waitOutput("join a worker", 30*time.Second)
 }
