@@ -252,15 +252,18 @@ func (r *Registry) Build(ctx context.Context, name, ref string,
 	if err != nil {
 		return nil, err
 	}
-	return r.buildAndRecord(ctx, p, src, res, say)
+	return r.buildAndRecord(ctx, p, src, res, true, say)
 }
 
 // BuildCommit builds commit, which a push or a poll saw on pushedRef (a
 // full "refs/heads/…" or "refs/tags/…" name), and records it like Build
 // does, as a version of the ref the pipeline follows. Unlike Build it
 // does not ask the remote where the ref points now: a run started by a
-// push runs the pushed commit even if the ref moved on since.
-func (r *Registry) BuildCommit(ctx context.Context, name, pushedRef, commit string,
+// push runs the pushed commit even if the ref moved on since. current says
+// whether a usable version becomes the pipeline's current one: a commit
+// that is no longer the ref's tip (a delivery that came late) is built and
+// run, but does not replace the newer current version.
+func (r *Registry) BuildCommit(ctx context.Context, name, pushedRef, commit string, current bool,
 	progress func(string)) (*kilnpb.Version, error) {
 	say := sayer(progress)
 	if !fullCommit.MatchString(commit) {
@@ -276,7 +279,7 @@ func (r *Registry) BuildCommit(ctx context.Context, name, pushedRef, commit stri
 		res.Kind, res.Name = KindTag, tag
 	}
 	say("%s %s is commit %s", res.Kind, res.Name, short(res.Commit))
-	return r.buildAndRecord(ctx, p, src, res, say)
+	return r.buildAndRecord(ctx, p, src, res, current, say)
 }
 
 // Pin builds ref and, when the build is usable, makes the pipeline follow
@@ -297,7 +300,7 @@ func (r *Registry) Pin(ctx context.Context, name, ref string,
 	if err != nil {
 		return nil, err
 	}
-	v, err := r.buildAndRecord(ctx, p, src, res, say)
+	v, err := r.buildAndRecord(ctx, p, src, res, true, say)
 	if err != nil {
 		say("pipeline %s still follows %s", name, p.Ref)
 		return v, err
@@ -327,13 +330,21 @@ func (r *Registry) loadSource(name string) (*kilnpb.Pipeline, Source, error) {
 }
 
 func (r *Registry) buildAndRecord(ctx context.Context, p *kilnpb.Pipeline, src Source,
-	res Resolved, say sayFunc) (*kilnpb.Version, error) {
+	res Resolved, current bool, say sayFunc) (*kilnpb.Version, error) {
 	v, buildErr := r.build(ctx, p.Name, src, p.Dir, res, say)
+	if buildErr != nil && ctx.Err() != nil {
+		// Cut short, not failed: nothing was learnt about this commit.
+		return nil, buildErr
+	}
 	err := r.updateByID(p, func(tx *bbolt.Tx, q *kilnpb.Pipeline) error {
+		was := q.CurrentVersion
 		if err := insertVersion(tx, q, v); err != nil {
 			return err
 		}
-		if v.Status == StatusReady {
+		switch {
+		case !current:
+			q.CurrentVersion = was
+		case v.Status == StatusReady:
 			q.Description = v.Description.GetDescription()
 		}
 		return nil

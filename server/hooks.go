@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/kilnci/kiln/proto/kilnpb"
 	"github.com/kilnci/kiln/registry"
@@ -18,46 +19,80 @@ import (
 // 25 MB.
 const maxHookBody = 25 << 20
 
+// hookReaders bounds the deliveries read at once, and so the memory that
+// bodies sent by anyone who reaches the port can take.
+const hookReaders = 4
+
+// hookReadTimeout bounds the reading of one delivery's body.
+const hookReadTimeout = 30 * time.Second
+
 // serveHook takes a webhook delivery for the pipeline in the path. It
 // answers as soon as the delivery is checked and, for a push to the
 // followed ref, queued: the build and the run come after the answer, so a
 // forge that waits ten seconds at most never times out on a compile.
 // Every answer's body is one line that says what was done or why not.
 func (s *Server) serveHook(w http.ResponseWriter, r *http.Request) {
+	code, msg := s.hook(w, r)
+	s.metrics.hooks.WithLabelValues(strconv.Itoa(code)).Inc()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintln(w, msg)
+}
+
+func (s *Server) hook(w http.ResponseWriter, r *http.Request) (int, string) {
 	name := r.PathValue("name")
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
-	if err != nil {
-		hookAnswer(w, http.StatusRequestEntityTooLarge,
-			"the delivery is larger than %d MB", maxHookBody>>20)
-		return
-	}
 	p, err := s.reg.Get(name)
 	if errors.Is(err, registry.ErrNotFound) {
-		hookAnswer(w, http.StatusNotFound, "no pipeline %q", name)
-		return
+		return http.StatusNotFound, fmt.Sprintf("no pipeline %q", name)
 	}
 	if err != nil {
-		hookAnswer(w, http.StatusInternalServerError, "read pipeline %q: %v", name, err)
-		return
+		return http.StatusInternalServerError, fmt.Sprintf("read pipeline %q: %v", name, err)
 	}
 	if p.WebhookSecret == "" {
-		hookAnswer(w, http.StatusNotFound, "pipeline %q has no webhook: set one with "+
+		return http.StatusNotFound, fmt.Sprintf("pipeline %q has no webhook: set one with "+
 			"ci pipeline update %s --webhook-secret-file FILE", name, name)
-		return
 	}
+
+	select {
+	case s.hookSlots <- struct{}{}:
+		defer func() { <-s.hookSlots }()
+	case <-r.Context().Done():
+		return http.StatusServiceUnavailable, "the master is busy reading other deliveries"
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(hookReadTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("the delivery is larger than %d MB", maxHookBody>>20)
+		}
+		return http.StatusBadRequest, fmt.Sprintf("read the delivery: %v", err)
+	}
+
 	d, err := trigger.Read(r.Header, body, p.WebhookSecret)
 	if err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, trigger.ErrUnsigned) || errors.Is(err, trigger.ErrBadSignature) {
 			code = http.StatusUnauthorized
 		}
-		s.metrics.hooks.WithLabelValues(strconv.Itoa(code)).Inc()
-		hookAnswer(w, code, "%v", err)
-		return
+		s.refused(name, err)
+		return code, err.Error()
 	}
-	code, msg := s.takeDelivery(p, d, body)
-	s.metrics.hooks.WithLabelValues(strconv.Itoa(code)).Inc()
-	hookAnswer(w, code, "%s", msg)
+	return s.takeDelivery(p, d, body)
+}
+
+// refused remembers why the pipeline's last delivery was refused, where
+// `ci pipeline show` shows it: a forge whose secret does not match would
+// otherwise leave no trace. It keeps one reason, not a list, so that
+// requests from anyone cannot push real events out.
+func (s *Server) refused(name string, err error) {
+	s.log.Warn("webhook delivery refused", "pipeline", name, "err", err)
+	now := ms(s.now())
+	s.trig.setState(name, func(st *kilnpb.TriggerState) {
+		st.Refused, st.RefusedAt = err.Error(), now
+	})
 }
 
 // takeDelivery decides what an authenticated delivery does: it queues a
@@ -98,18 +133,12 @@ func (s *Server) takeDelivery(p *kilnpb.Pipeline, d *trigger.Delivery,
 		return http.StatusInternalServerError, err.Error()
 	}
 	if dup {
-		return ignore("delivery %s was taken before; a redelivery starts nothing", d.ID)
+		return ignore("this push was taken before (delivery %s, or the same signed body "+
+			"under another ID); a redelivery starts nothing", d.ID)
 	}
 	s.log.Info("webhook queued a run", "pipeline", p.Name, "delivery", d.ID,
 		"ref", push.Ref, "commit", push.After)
 	s.trig.poke()
 	return http.StatusAccepted, fmt.Sprintf("accepted: building commit %s of %s, then a run "+
 		"starts; see ci pipeline show %s", short(push.After), push.Ref, p.Name)
-}
-
-func hookAnswer(w http.ResponseWriter, code int, format string, args ...any) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	fmt.Fprintf(w, format+"\n", args...)
 }

@@ -72,7 +72,7 @@ func (m *master) CreatePipeline(req *kilnpb.CreatePipelineRequest,
 	stream kilnpb.Master_CreatePipelineServer) error {
 	tr := cloneTriggers(req.Triggers)
 	tr.Webhook = req.WebhookSecret != ""
-	if err := m.s.checkTriggers(req.Name, tr, req.WebhookSecret); err != nil {
+	if err := m.s.checkTriggers(req.Name, req.Ref, tr, req.WebhookSecret); err != nil {
 		return userError(err)
 	}
 	_, v, err := m.s.reg.Create(stream.Context(), registry.CreateRequest{
@@ -98,8 +98,10 @@ func (m *master) Recompile(req *kilnpb.RecompileRequest,
 func (m *master) Pin(req *kilnpb.PinRequest, stream kilnpb.Master_PinServer) error {
 	v, err := m.s.reg.Pin(stream.Context(), req.Name, req.Ref, progress(stream))
 	if err == nil {
-		// Polls of the new ref count from the version just built.
-		m.s.trig.setState(req.Name, func(st *kilnpb.TriggerState) { st.PollCommit = "" })
+		// Polls and pushes of the new ref count from the version just built.
+		m.s.trig.setState(req.Name, func(st *kilnpb.TriggerState) {
+			st.PollCommit, st.Tip = "", v.Commit
+		})
 	}
 	return sendVersion(stream, v, err)
 }

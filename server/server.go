@@ -74,6 +74,8 @@ type Server struct {
 	// has ended.
 	stopTriggers context.CancelFunc
 	triggersDone chan struct{}
+	// hookSlots holds a token per webhook body being read.
+	hookSlots chan struct{}
 
 	secret string
 	token  string
@@ -120,7 +122,8 @@ func New(cfg Config) (*Server, error) {
 	cfg = withDefaults(cfg)
 	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, stopping: make(chan struct{}),
 		streams: map[uint64]*workerStream{}, watches: map[uint64]chan struct{}{},
-		owners: map[uint64]owner{}, ended: map[uint64]*kilnpb.Run{}}
+		owners: map[uint64]owner{}, ended: map[uint64]*kilnpb.Run{},
+		hookSlots: make(chan struct{}, hookReaders)}
 	if err := s.open(); err != nil {
 		s.Close()
 		return nil, err

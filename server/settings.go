@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,9 @@ import (
 // minPoll is the shortest poll interval: a source is a forge that other
 // people use too.
 const minPoll = time.Second
+
+// fullCommit is a ref policy that names one commit.
+var fullCommit = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
 
 // maxSecret bounds a webhook secret; forges take shorter ones.
 const maxSecret = 1024
@@ -47,7 +51,7 @@ func (s *Server) updateTriggers(req *kilnpb.UpdatePipelineRequest) (*kilnpb.Pipe
 		tr.DependsOn = sortedCopy(req.DependsOn.Values)
 	}
 	tr.Webhook = secret != ""
-	if err := s.checkTriggers(req.Name, tr, secret); err != nil {
+	if err := s.checkTriggers(req.Name, p.Ref, tr, secret); err != nil {
 		return nil, err
 	}
 
@@ -84,7 +88,7 @@ func (s *Server) triggersSet(name string, before, after *kilnpb.Triggers) {
 // sentence that names the setting and what it accepts. s.trig.setMu must
 // be held when DependsOn changes, so that the check of cycles stays true
 // until the setting is stored.
-func (s *Server) checkTriggers(name string, tr *kilnpb.Triggers, secret string) error {
+func (s *Server) checkTriggers(name, ref string, tr *kilnpb.Triggers, secret string) error {
 	bad := func(format string, args ...any) error {
 		return status.Errorf(codes.InvalidArgument, "pipeline %q: %s", name,
 			fmt.Sprintf(format, args...))
@@ -97,6 +101,10 @@ func (s *Server) checkTriggers(name string, tr *kilnpb.Triggers, secret string) 
 	case tr.PollMs < 0 || (tr.PollMs > 0 && tr.PollMs < minPoll.Milliseconds()):
 		return bad("poll interval %s: use 0 to stop polling, or %s or more",
 			time.Duration(tr.PollMs)*time.Millisecond, minPoll)
+	}
+	if tr.PollMs > 0 && fullCommit.MatchString(ref) {
+		return bad("it follows commit %s, which polls cannot see move: pin a branch or a "+
+			"tag first (ci pin %s@main)", ref, name)
 	}
 	if len(tr.Schedules) > 0 || tr.Timezone != "" {
 		if _, err := trigger.ParseSchedule(tr.Schedules, tr.Timezone); err != nil {

@@ -224,7 +224,7 @@ func (t *triggers) poll(ctx context.Context, p *kilnpb.Pipeline) {
 		return
 	}
 	seen := st.PollCommit
-	if seen == "" {
+	if seen == "" && st.Tip == "" {
 		if v, err := t.s.reg.Current(p.Name); err == nil {
 			seen = v.Commit
 		}
@@ -232,7 +232,8 @@ func (t *triggers) poll(ctx context.Context, p *kilnpb.Pipeline) {
 	record := func(st *kilnpb.TriggerState) {
 		st.PollCommit, st.PolledAt, st.PollError = res.Commit, ms(now), ""
 	}
-	if seen == res.Commit {
+	// A commit a webhook ran already is no news to the poll either.
+	if res.Commit == seen || res.Commit == st.Tip {
 		t.setState(p.Name, record)
 		return
 	}
@@ -381,13 +382,13 @@ func (t *triggers) next(name string) *kilnpb.QueuedTrigger {
 }
 
 // start builds what a queued trigger names, when it names a commit, and
-// starts the run. A failure is recorded as the pipeline's event and takes
-// the trigger off the queue; a master that stops meanwhile leaves it
-// queued for its next start.
+// starts the run. A trigger that is not to run, or fails, is recorded as
+// the pipeline's event and taken off the queue; a master that stops
+// meanwhile leaves it queued for its next start.
 func (t *triggers) start(ctx context.Context, item *kilnpb.QueuedTrigger) {
 	name, tr := item.Pipeline, item.Trigger
 	ev := &kilnpb.TriggerEvent{At: ms(t.s.now()), Trigger: tr}
-	v, err := t.version(ctx, item)
+	v, current, err := t.version(ctx, item)
 	if ctx.Err() != nil {
 		return
 	}
@@ -397,7 +398,7 @@ func (t *triggers) start(ctx context.Context, item *kilnpb.QueuedTrigger) {
 			ev.Outcome, ev.Version = outcomeStarted, v.Version
 			ev.Message = fmt.Sprintf("%s: run started on version %d", tr.Detail, v.Version)
 			_, err = t.s.createRun(run, func(p *kilnpb.Run) error {
-				return t.s.store.CreateTriggeredRun(p, item.Id, ev)
+				return t.s.store.CreateTriggeredRun(p, item.Id, ev, ranCommit(tr.Commit, current))
 			})
 		}
 	}
@@ -411,61 +412,102 @@ func (t *triggers) start(ctx context.Context, item *kilnpb.QueuedTrigger) {
 		}
 		return
 	}
-	t.s.log.Warn("trigger failed", "pipeline", name, "trigger", tr.Kind, "err", err)
 	ev.Outcome, ev.Version = outcomeFailed, v.GetVersion()
 	ev.Message = fmt.Sprintf("%s: no run: %v", tr.Detail, err)
-	if errors.Is(err, errNotNewest) {
-		ev.Outcome = outcomeIgnored
-		ev.Message = fmt.Sprintf("%s: no run: %s", tr.Detail,
-			strings.TrimPrefix(err.Error(), errNotNewest.Error()+": "))
+	var skip skipError
+	if errors.As(err, &skip) {
+		ev.Outcome, ev.Message = outcomeIgnored, fmt.Sprintf("%s: no run: %s", tr.Detail, skip)
+	} else {
+		t.s.log.Warn("trigger failed", "pipeline", name, "trigger", tr.Kind, "err", err)
 	}
 	if err := t.s.store.Unqueue(item.Id, ev, name); err != nil {
-		t.s.log.Error("take a failed trigger off the queue", "pipeline", name, "err", err)
+		t.s.log.Error("take a trigger off the queue", "pipeline", name, "err", err)
 	}
 }
 
-// version returns the version a trigger runs: the pushed or polled commit,
-// built (or found in the build index), or else the current version.
-func (t *triggers) version(ctx context.Context, item *kilnpb.QueuedTrigger) (*kilnpb.Version, error) {
-	if item.Trigger.Commit == "" {
-		return t.s.reg.Current(item.Pipeline)
-	}
-	if err := t.newestTag(ctx, item); err != nil {
-		return nil, err
-	}
-	v, err := t.s.reg.BuildCommit(ctx, item.Pipeline, item.Trigger.Ref, item.Trigger.Commit, nil)
-	if v != nil {
-		t.s.log.Info("version built", "pipeline", item.Pipeline, "version", v.Version,
-			"status", v.Status, "reused", v.Reused, "trigger", item.Trigger.Kind)
-	}
-	if err != nil {
-		return v, err
-	}
-	return v, nil
-}
+// keepRan is how many commits a pipeline's trigger state remembers as run.
+const keepRan = 50
 
-// errNotNewest ends a trigger whose pushed tag matches the pipeline's
-// semver constraint while a newer tag matches it too.
-var errNotNewest = errors.New("server: not the newest matching tag")
-
-// newestTag refuses a pushed tag that a pipeline's semver constraint
-// allows but does not pick: a backport tagged v1.2.9 after v1.3.0 must
-// not replace v1.3.0 as the version of "^1".
-func (t *triggers) newestTag(ctx context.Context, item *kilnpb.QueuedTrigger) error {
-	tag, ok := strings.CutPrefix(item.Trigger.Ref, "refs/tags/")
-	if !ok {
+// ranCommit records, with a run of a pushed or polled commit, that the
+// commit ran, and as the ref's tip when it is current.
+func ranCommit(commit string, current bool) func(*kilnpb.TriggerState) {
+	if commit == "" {
 		return nil
 	}
+	return func(st *kilnpb.TriggerState) {
+		if current {
+			st.Tip = commit
+		}
+		st.Ran = append(slices.DeleteFunc(st.Ran, func(c string) bool { return c == commit }), commit)
+		if len(st.Ran) > keepRan {
+			st.Ran = st.Ran[len(st.Ran)-keepRan:]
+		}
+	}
+}
+
+// skipError is why a trigger starts no run although nothing failed.
+type skipError string
+
+func (e skipError) Error() string { return string(e) }
+
+// version returns the version a trigger runs, and whether it is the
+// pipeline's current one: for a pushed or polled commit, that commit,
+// built (or found in the build index); otherwise the current version.
+//
+// A commit is first compared with where the followed ref points now, so
+// that deliveries of one push through two paths (a webhook and a poll, a
+// body sent twice) run it once, and a delivery that comes late runs its
+// commit without making it current.
+func (t *triggers) version(ctx context.Context,
+	item *kilnpb.QueuedTrigger) (*kilnpb.Version, bool, error) {
+	tr := item.Trigger
+	if tr.Commit == "" {
+		v, err := t.s.reg.Current(item.Pipeline)
+		return v, true, err
+	}
 	p, err := t.s.reg.Get(item.Pipeline)
-	if err != nil || p.Ref == tag || p.Ref == item.Trigger.Ref {
-		return err
+	if err != nil {
+		return nil, false, err
 	}
 	res, err := registry.Resolve(ctx, registry.GitURL(p.Source), p.Ref)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
-	if res.Name != tag {
-		return fmt.Errorf("%w: %s allows tag %s but picks %s", errNotNewest, p.Ref, tag, res.Name)
+	st, err := t.s.store.TriggerState(item.Pipeline)
+	if err != nil {
+		return nil, false, err
+	}
+	current := res.Commit == tr.Commit
+	if err := skipCommit(p.Ref, tr, res, current, st); err != nil {
+		return nil, false, err
+	}
+
+	v, err := t.s.reg.BuildCommit(ctx, item.Pipeline, tr.Ref, tr.Commit, current, nil)
+	if v != nil {
+		t.s.log.Info("version built", "pipeline", item.Pipeline, "version", v.Version,
+			"status", v.Status, "reused", v.Reused, "trigger", tr.Kind, "current", current)
+	}
+	return v, current, err
+}
+
+// skipCommit says why a pushed or polled commit is not to run: a tag that
+// the pipeline's semver constraint allows but does not pick (a backport
+// tagged v1.2.9 after v1.3.0 must not replace v1.3.0 as the version of
+// "^1"), a commit that already ran as the ref's tip, or a late delivery of
+// a commit that already ran.
+func skipCommit(policy string, tr *kilnpb.Trigger, res registry.Resolved, current bool,
+	st *kilnpb.TriggerState) error {
+	if tag, ok := strings.CutPrefix(tr.Ref, "refs/tags/"); ok && res.Kind == registry.KindSemver &&
+		res.Name != tag {
+		return skipError(fmt.Sprintf("%s allows tag %s but picks %s", policy, tag, res.Name))
+	}
+	switch {
+	case current && st.Tip == tr.Commit:
+		return skipError(fmt.Sprintf("commit %s already ran as the tip of %s", short(tr.Commit),
+			policy))
+	case !current && slices.Contains(st.Ran, tr.Commit):
+		return skipError(fmt.Sprintf("commit %s already ran, and %s has moved on to %s",
+			short(tr.Commit), policy, short(res.Commit)))
 	}
 	return nil
 }

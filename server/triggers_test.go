@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/proto/kilnpb"
@@ -542,6 +543,11 @@ func TestUpdateRefusesBadTriggersAndChangesNothing(t *testing.T) {
 	t.Parallel()
 	m := serveTriggers(t, t.TempDir(), nil)
 	repo := noopRepo(t)
+	head, err := gitrepo.Git(repo, "rev-parse", "HEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.create(t, &kilnpb.CreatePipelineRequest{Name: "pinned", Source: "file://" + repo, Ref: head})
 	for _, name := range []string{"a", "b", "c"} {
 		req := &kilnpb.CreatePipelineRequest{Name: name, Source: "file://" + repo}
 		if name != "a" {
@@ -566,6 +572,7 @@ func TestUpdateRefusesBadTriggersAndChangesNothing(t *testing.T) {
 			"61 * * * *"},
 		{&kilnpb.UpdatePipelineRequest{Name: "a", Timezone: str("Mars/Base")}, "Mars/Base"},
 		{&kilnpb.UpdatePipelineRequest{Name: "a", WebhookSecret: str(" padded ")}, "white space"},
+		{&kilnpb.UpdatePipelineRequest{Name: "pinned", PollMs: ptr(60000)}, "pin a branch"},
 	}
 	for _, tt := range bad {
 		_, err := m.api.UpdatePipeline(m.admin, tt.req)
@@ -742,4 +749,125 @@ func TestWebhookTagPushRunsTheNewestTagASemverConstraintAllows(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	m.waitRuns(t, "rel", 1)
+}
+
+func TestAPushSeenByAWebhookAndAPollRunsOnceAndALateDeliveryStaysBehind(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds pipelines")
+	}
+	t.Parallel()
+	m := serveTriggers(t, t.TempDir(), nil)
+	repo := noopRepo(t)
+	m.create(t, &kilnpb.CreatePipelineRequest{Name: "app", Source: "file://" + repo,
+		Ref: "main", WebhookSecret: "s"})
+	push := func(sha, id string) {
+		t.Helper()
+		code, body := m.post(t, "app", delivery{fixture: "github/push.branch.json", secret: "s",
+			headers: github("push", id), form: strings.HasSuffix(id, "again"),
+			replace: []string{"366701fde727cb7a9e7f21eb88264f59f6f9b89c", sha}})
+		if code != http.StatusAccepted {
+			t.Fatalf("push of %s: %d %q", sha, code, body)
+		}
+	}
+	waitEvent := func(delivery string) *kilnpb.TriggerEvent {
+		t.Helper()
+		var found *kilnpb.TriggerEvent
+		eventually(t, 30*time.Second, func() bool {
+			evs, _ := m.s.store.Events("app", 50)
+			for _, ev := range evs {
+				if ev.Trigger.GetDelivery() == delivery {
+					found = ev
+					return true
+				}
+			}
+			return false
+		})
+		return found
+	}
+	current := func() string {
+		t.Helper()
+		v, err := m.s.reg.Current("app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Commit
+	}
+
+	older, newer := commit(t, repo, "older"), commit(t, repo, "newer")
+	push(newer, "n")
+	m.waitRuns(t, "app", 1)
+	// The same push in another body (a form, another delivery ID) and a
+	// poll that sees the same tip start nothing more.
+	if code, body := m.post(t, "app", delivery{fixture: "github/push.branch.json", secret: "s",
+		headers: github("push", "n-again"), form: true,
+		replace: []string{"366701fde727cb7a9e7f21eb88264f59f6f9b89c", newer}}); code != http.StatusAccepted {
+		t.Fatalf("%d %q", code, body)
+	}
+	if ev := waitEvent("github:n-again"); ev.Outcome != "ignored" ||
+		!strings.Contains(ev.Message, "already ran as the tip") {
+		t.Fatalf("the same push again: %v", ev)
+	}
+	if _, err := m.api.UpdatePipeline(m.admin, &kilnpb.UpdatePipelineRequest{Name: "app",
+		PollMs: proto.Int64(1000)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool {
+		st, _ := m.s.store.TriggerState("app")
+		return st.PolledAt != 0
+	})
+
+	// The delivery of the older push comes late: it runs its commit, which
+	// does not become current, and only once.
+	push(older, "o")
+	if ev := waitEvent("github:o"); ev.Outcome != "started" {
+		t.Fatalf("late delivery: %v", ev)
+	}
+	if got := current(); got != newer {
+		t.Errorf("current version is of %s after a late delivery, want %s", got, newer)
+	}
+	push(older, "o-again")
+	if ev := waitEvent("github:o-again"); ev.Outcome != "ignored" ||
+		!strings.Contains(ev.Message, "moved on to") {
+		t.Fatalf("late delivery again: %v", ev)
+	}
+	time.Sleep(1500 * time.Millisecond) // a poll or two
+	runs := m.waitRuns(t, "app", 2)
+	if runs[0].Commit != older || runs[1].Commit != newer {
+		t.Errorf("runs of %s, %s; want %s then %s", runs[1].Commit, runs[0].Commit, newer, older)
+	}
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestARefusedDeliveryIsShownOnThePipeline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a pipeline")
+	}
+	t.Parallel()
+	m := serveTriggers(t, t.TempDir(), nil)
+	repo := noopRepo(t)
+	m.create(t, &kilnpb.CreatePipelineRequest{Name: "app", Source: "file://" + repo,
+		WebhookSecret: "right"})
+	code, _ := m.post(t, "app", delivery{fixture: "github/ping.json", secret: "wrong",
+		headers: github("ping", "p")})
+	if code != http.StatusUnauthorized {
+		t.Fatalf("wrong secret: %d", code)
+	}
+	p, err := m.api.GetPipeline(context.Background(), &kilnpb.GetPipelineRequest{Name: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := p.TriggerState; !strings.Contains(st.Refused, "X-Hub-Signature-256") || st.RefusedAt == 0 {
+		t.Errorf("trigger state %v", st)
+	}
 }

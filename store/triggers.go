@@ -113,11 +113,13 @@ func (s *Store) Unqueue(id uint64, ev *kilnpb.TriggerEvent, pipeline string) err
 }
 
 // CreateTriggeredRun gives run the next run ID and saves it, removes the
-// queued trigger it comes from and records ev (with the run's ID) in one
+// queued trigger it comes from, records ev (with the run's ID) and changes
+// the pipeline's trigger state through update (when not nil) in one
 // transaction: a trigger becomes exactly one run, even across a crash.
 // A trigger that is no longer queued creates nothing and returns
 // ErrNotFound.
-func (s *Store) CreateTriggeredRun(run *kilnpb.Run, item uint64, ev *kilnpb.TriggerEvent) error {
+func (s *Store) CreateTriggeredRun(run *kilnpb.Run, item uint64, ev *kilnpb.TriggerEvent,
+	update func(*kilnpb.TriggerState)) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQueue)
 		if q.Get(u64(item)) == nil {
@@ -133,6 +135,11 @@ func (s *Store) CreateTriggeredRun(run *kilnpb.Run, item uint64, ev *kilnpb.Trig
 		run.Id, ev.RunId = id, id
 		if err := putRun(tx, run); err != nil {
 			return err
+		}
+		if update != nil {
+			if err := updateState(tx, run.Pipeline, update); err != nil {
+				return err
+			}
 		}
 		return addEvent(tx, run.Pipeline, ev)
 	})

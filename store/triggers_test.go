@@ -60,11 +60,11 @@ func TestATriggerBecomesExactlyOneRun(t *testing.T) {
 	}
 	run := &kilnpb.Run{Pipeline: "a", Status: "queued"}
 	ev := &kilnpb.TriggerEvent{Outcome: "started"}
-	if err := s.CreateTriggeredRun(run, item.Id, ev); err != nil {
+	if err := s.CreateTriggeredRun(run, item.Id, ev, func(st *kilnpb.TriggerState) { st.Tip = "abc" }); err != nil {
 		t.Fatal(err)
 	}
 	again := &kilnpb.Run{Pipeline: "a", Status: "queued"}
-	if err := s.CreateTriggeredRun(again, item.Id, &kilnpb.TriggerEvent{}); !errors.Is(err, ErrNotFound) {
+	if err := s.CreateTriggeredRun(again, item.Id, &kilnpb.TriggerEvent{}, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second run of one trigger: %v", err)
 	}
 	runs, _ := s.Runs("a", 10)
@@ -76,7 +76,7 @@ func TestATriggerBecomesExactlyOneRun(t *testing.T) {
 		t.Fatalf("events %v", evs)
 	}
 	st, _ := s.TriggerState("a")
-	if st.PollCommit != "abc" {
+	if st.PollCommit != "abc" || st.Tip != "abc" {
 		t.Fatalf("state %v", st)
 	}
 }

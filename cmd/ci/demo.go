@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -73,6 +74,9 @@ func (o *demoOptions) run(cmd *cobra.Command) error {
 	}
 	srv, stop, err := startDemoFleet(ctx, data, o.addrs(), logger)
 	if err != nil {
+		if o.serve && strings.Contains(err.Error(), "address already in use") {
+			return fmt.Errorf("%w: give the demo free ports with --grpc-addr and --http-addr", err)
+		}
 		return err
 	}
 	defer stop()
@@ -178,6 +182,7 @@ func startDemoFleet(ctx context.Context, data string, addrs [2]string,
 	go func() { srv.Serve(srvCtx); close(done) }()
 
 	var workers []chan struct{}
+	var kills []func()
 	for _, name := range []string{"demo-1", "demo-2"} {
 		w, err := worker.New(worker.Config{
 			Master: srv.GRPCAddr(), Secret: srv.WorkerSecret(), Name: name,
@@ -190,10 +195,17 @@ func startDemoFleet(ctx context.Context, data string, addrs [2]string,
 		}
 		wdone := make(chan struct{})
 		workers = append(workers, wdone)
+		kills = append(kills, w.Kill)
 		go func() { w.Run(ctx); close(wdone) }()
 	}
+	// The demo's workers do not drain: an interrupt stops the demo now,
+	// and the jobs it cuts short are retried when a master on the same
+	// data folder starts again.
 	stop := func() {
 		cancel()
+		for _, kill := range kills {
+			kill()
+		}
 		for _, w := range workers {
 			<-w
 		}

@@ -283,7 +283,7 @@ func newPipelineUpdateCommand(e *env) *cobra.Command {
 	fs := cmd.Flags()
 	o.triggers.addFlags(fs)
 	fs.BoolVar(&o.noWebhook, "no-webhook", false, "turn the webhook off and forget its secret")
-	fs.BoolVar(&o.noSchedule, "no-schedule", false, "remove every schedule")
+	fs.BoolVar(&o.noSchedule, "no-schedule", false, "remove every schedule, and their time zone")
 	fs.BoolVar(&o.noDependsOn, "no-depends-on", false, "stop running after other pipelines")
 	return cmd
 }
@@ -335,6 +335,10 @@ func (o *pipelineUpdateOptions) request(cmd *cobra.Command,
 	}
 	if given(fs, "timezone") {
 		req.Timezone = proto.String(o.triggers.timezone)
+	}
+	if given(fs, "no-schedule") && !given(fs, "timezone") {
+		// The zone belongs to the schedules: one set later starts in UTC.
+		req.Timezone = proto.String("")
 	}
 	if given(fs, "depends-on") || given(fs, "no-depends-on") {
 		deps, err := o.triggers.upstreams(cmd)

@@ -136,6 +136,9 @@ func triggerRows(t *table, p *kilnpb.Pipeline, now time.Time) {
 	tr, st := p.GetTriggers(), p.GetTriggerState()
 	t.row("triggers:", triggerSummary(tr))
 	t.subRow("webhook:", webhookLine(p.Name, tr))
+	if tr.GetWebhook() && st.GetRefused() != "" {
+		t.subRow("last refused:", ago(st.GetRefusedAt(), now)+": "+st.GetRefused())
+	}
 	t.subRow("poll:", pollLine(tr, st, now))
 	if tr.GetPollMs() > 0 && st.GetPollError() != "" {
 		t.subRow("poll error:", st.GetPollError())

@@ -126,7 +126,7 @@ func TestPipelineUpdateSendsOnlyFlagsGiven(t *testing.T) {
 			Schedules: &kilnpb.Strings{Values: []string{"@hourly", "0 3 * * *"}}},
 	}, {
 		args: []string{"--no-schedule"},
-		want: &kilnpb.UpdatePipelineRequest{Schedules: &kilnpb.Strings{}},
+		want: &kilnpb.UpdatePipelineRequest{Schedules: &kilnpb.Strings{}, Timezone: proto.String("")},
 	}, {
 		args: []string{"--depends-on", "lint,test"},
 		want: &kilnpb.UpdatePipelineRequest{

@@ -307,7 +307,18 @@ type TriggerState struct {
 	// slot after it is the next run.
 	ScheduledAt int64 `protobuf:"varint,4,opt,name=scheduled_at,json=scheduledAt,proto3" json:"scheduled_at,omitempty"`
 	// next_schedule is the next slot, filled for clients.
-	NextSchedule  int64 `protobuf:"varint,5,opt,name=next_schedule,json=nextSchedule,proto3" json:"next_schedule,omitempty"`
+	NextSchedule int64 `protobuf:"varint,5,opt,name=next_schedule,json=nextSchedule,proto3" json:"next_schedule,omitempty"`
+	// tip is the commit of the followed ref that a webhook or a poll last
+	// ran; the same commit again starts nothing.
+	Tip string `protobuf:"bytes,6,opt,name=tip,proto3" json:"tip,omitempty"`
+	// ran are the commits webhooks and polls ran, oldest first, at most 50:
+	// a late delivery of one of them starts nothing.
+	Ran []string `protobuf:"bytes,7,rep,name=ran,proto3" json:"ran,omitempty"`
+	// refused says why the last webhook delivery that was refused (a
+	// signature that did not match, a body that could not be read) was, and
+	// refused_at when.
+	Refused       string `protobuf:"bytes,8,opt,name=refused,proto3" json:"refused,omitempty"`
+	RefusedAt     int64  `protobuf:"varint,9,opt,name=refused_at,json=refusedAt,proto3" json:"refused_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -373,6 +384,34 @@ func (x *TriggerState) GetScheduledAt() int64 {
 func (x *TriggerState) GetNextSchedule() int64 {
 	if x != nil {
 		return x.NextSchedule
+	}
+	return 0
+}
+
+func (x *TriggerState) GetTip() string {
+	if x != nil {
+		return x.Tip
+	}
+	return ""
+}
+
+func (x *TriggerState) GetRan() []string {
+	if x != nil {
+		return x.Ran
+	}
+	return nil
+}
+
+func (x *TriggerState) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+func (x *TriggerState) GetRefusedAt() int64 {
+	if x != nil {
+		return x.RefusedAt
 	}
 	return 0
 }
@@ -3583,7 +3622,7 @@ const file_kiln_proto_rawDesc = "" +
 	"\tschedules\x18\x03 \x03(\tR\tschedules\x12\x1a\n" +
 	"\btimezone\x18\x04 \x01(\tR\btimezone\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x05 \x03(\tR\tdependsOn\"\xb3\x01\n" +
+	"depends_on\x18\x05 \x03(\tR\tdependsOn\"\x90\x02\n" +
 	"\fTriggerState\x12\x1f\n" +
 	"\vpoll_commit\x18\x01 \x01(\tR\n" +
 	"pollCommit\x12\x1b\n" +
@@ -3591,7 +3630,12 @@ const file_kiln_proto_rawDesc = "" +
 	"\n" +
 	"poll_error\x18\x03 \x01(\tR\tpollError\x12!\n" +
 	"\fscheduled_at\x18\x04 \x01(\x03R\vscheduledAt\x12#\n" +
-	"\rnext_schedule\x18\x05 \x01(\x03R\fnextSchedule\"\xaf\x01\n" +
+	"\rnext_schedule\x18\x05 \x01(\x03R\fnextSchedule\x12\x10\n" +
+	"\x03tip\x18\x06 \x01(\tR\x03tip\x12\x10\n" +
+	"\x03ran\x18\a \x03(\tR\x03ran\x12\x18\n" +
+	"\arefused\x18\b \x01(\tR\arefused\x12\x1d\n" +
+	"\n" +
+	"refused_at\x18\t \x01(\x03R\trefusedAt\"\xaf\x01\n" +
 	"\fTriggerEvent\x12\x0e\n" +
 	"\x02at\x18\x01 \x01(\x03R\x02at\x12*\n" +
 	"\atrigger\x18\x02 \x01(\v2\x10.kiln.v1.TriggerR\atrigger\x12\x18\n" +
