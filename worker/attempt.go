@@ -120,7 +120,12 @@ func (w *Worker) runJob(at *attempt, up *uploader) *pluginpb.Result {
 	}
 	defer func() {
 		os.RemoveAll(ws)
-		os.Remove(filepath.Dir(ws)) // the run's folder, once its last job is done
+		// The run's folder goes once its last job is done; under wsMu, so
+		// that it cannot vanish between another job's making of it and of
+		// that job's own folder inside.
+		w.wsMu.Lock()
+		os.Remove(filepath.Dir(ws))
+		w.wsMu.Unlock()
 	}()
 
 	sess, err := w.acquire(a.Run.GetRunId(), digest, path)
@@ -159,6 +164,8 @@ func (w *Worker) workspace(a *kilnpb.Assignment) (string, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
 	}
+	w.wsMu.Lock()
+	defer w.wsMu.Unlock()
 	return dir, os.MkdirAll(dir, 0o755)
 }
 

@@ -72,6 +72,10 @@ type Worker struct {
 	link kilnpb.LinkClient
 	bins *binaries
 
+	// wsMu orders the making of job folders and the removal of run
+	// folders.
+	wsMu sync.Mutex
+
 	mu       sync.Mutex
 	id       uint64              // guarded by mu
 	session  string              // guarded by mu
