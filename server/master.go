@@ -222,7 +222,7 @@ func (m *master) ListRuns(_ context.Context,
 	if limit == 0 {
 		limit = 50
 	}
-	runs, err := m.s.store.Runs(req.Pipeline, limit)
+	runs, err := m.s.store.Runs(req.Pipeline, limit, req.Before)
 	if err != nil {
 		return nil, userError(err)
 	}

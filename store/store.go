@@ -234,8 +234,9 @@ func getRun(tx *bolt.Tx, id uint64) (*kilnpb.Run, error) {
 }
 
 // Runs returns up to limit runs, newest first, of one pipeline or of all
-// when pipeline is "". It reads only the runs it returns.
-func (s *Store) Runs(pipeline string, limit int) ([]*kilnpb.Run, error) {
+// when pipeline is "", with IDs below before when it is not zero. It reads
+// only the runs it returns.
+func (s *Store) Runs(pipeline string, limit int, before uint64) ([]*kilnpb.Run, error) {
 	var out []*kilnpb.Run
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns)
@@ -246,7 +247,17 @@ func (s *Store) Runs(pipeline string, limit int) ([]*kilnpb.Run, error) {
 			}
 		}
 		c := b.Cursor()
-		for k, _ := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, _ = c.Prev() {
+		k, _ := c.Last()
+		if before > 0 {
+			// Seek lands on before or the key after it; either way the
+			// page starts at the key below.
+			if k, _ = c.Seek(u64(before)); k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		}
+		for ; k != nil && (limit <= 0 || len(out) < limit); k, _ = c.Prev() {
 			r, err := getRun(tx, binary.BigEndian.Uint64(k))
 			if err != nil {
 				return err

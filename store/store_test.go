@@ -39,16 +39,26 @@ func TestRunsAreListedNewestFirstAndUnfinishedTracked(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	runs, err := s.Runs("a", 10)
+	runs, err := s.Runs("a", 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(runs) != 2 || runs[0].Id != 3 || runs[1].Id != 1 || runs[1].Status != "succeeded" {
 		t.Fatalf("runs of a = %v", runs)
 	}
-	all, _ := s.Runs("", 2)
+	all, _ := s.Runs("", 2, 0)
 	if len(all) != 2 || all[0].Id != 3 || all[1].Id != 2 {
 		t.Fatalf("latest 2 runs = %v", all)
+	}
+	page, _ := s.Runs("", 10, 3)
+	if len(page) != 2 || page[0].Id != 2 || page[1].Id != 1 {
+		t.Fatalf("runs before 3 = %v", page)
+	}
+	if page, _ := s.Runs("a", 10, 2); len(page) != 1 || page[0].Id != 1 {
+		t.Fatalf("runs of a before 2 = %v", page)
+	}
+	if page, _ := s.Runs("a", 10, 99); len(page) != 2 {
+		t.Fatalf("runs of a before 99 = %v", page)
 	}
 	open, _ := s.Unfinished()
 	if len(open) != 2 || open[0].Id != 2 || open[1].Id != 3 {

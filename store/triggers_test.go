@@ -67,7 +67,7 @@ func TestATriggerBecomesExactlyOneRun(t *testing.T) {
 	if err := s.CreateTriggeredRun(again, item.Id, &kilnpb.TriggerEvent{}, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second run of one trigger: %v", err)
 	}
-	runs, _ := s.Runs("a", 10)
+	runs, _ := s.Runs("a", 10, 0)
 	if len(runs) != 1 || ev.RunId != run.Id {
 		t.Fatalf("runs %v, event run %d", runs, ev.RunId)
 	}
