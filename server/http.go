@@ -5,10 +5,11 @@ import (
 	"net/http"
 )
 
-// httpHandler serves health and metrics; the dashboard and webhooks join
-// them on the same port.
-func (s *Server) httpHandler() http.Handler {
+// httpHandler serves health, metrics, webhooks and, at every other path,
+// the dashboard.
+func (s *Server) httpHandler(dashboard http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/", dashboard)
 	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("POST /hooks/{name}", s.serveHook)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

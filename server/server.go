@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/kilnci/kiln/cache"
@@ -25,6 +27,7 @@ import (
 	"github.com/kilnci/kiln/registry"
 	"github.com/kilnci/kiln/scheduler"
 	"github.com/kilnci/kiln/store"
+	"github.com/kilnci/kiln/web"
 )
 
 // Config is the master's configuration. Zero fields take the documented
@@ -89,6 +92,8 @@ type Server struct {
 	httpLis net.Listener
 	grpc    *grpc.Server
 	http    *http.Server
+	// selfConn is the dashboard's connection to the gRPC port.
+	selfConn *grpc.ClientConn
 
 	mu      sync.Mutex
 	eng     *scheduler.Engine        // guarded by mu
@@ -253,8 +258,30 @@ func (s *Server) listen() error {
 	)
 	kilnpb.RegisterMasterServer(s.grpc, &master{s: s})
 	kilnpb.RegisterLinkServer(s.grpc, &link{s: s})
-	s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	dashboard, err := s.dashboard()
+	if err != nil {
+		return err
+	}
+	s.http = &http.Server{Handler: s.httpHandler(dashboard), ReadHeaderTimeout: 10 * time.Second}
 	return nil
+}
+
+// dashboard makes the web dashboard, a client of this master's own gRPC
+// port over loopback: it sees exactly what the API shows.
+func (s *Server) dashboard() (http.Handler, error) {
+	addr := s.grpcLis.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	conn, err := grpc.NewClient(net.JoinHostPort(host, strconv.Itoa(addr.Port)),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("server: connect the dashboard: %w", err)
+	}
+	s.selfConn = conn
+	return web.New(web.Config{API: kilnpb.NewMasterClient(conn), Token: s.token,
+		Logger: s.log.With("subsystem", "dashboard"), Now: s.now})
 }
 
 // GRPCAddr returns the address the gRPC port listens on.
@@ -351,6 +378,9 @@ func (s *Server) Close() error {
 	}
 	if s.httpLis != nil && s.http == nil {
 		s.httpLis.Close()
+	}
+	if s.selfConn != nil {
+		s.selfConn.Close()
 	}
 	if s.reg != nil {
 		s.reg.Close()
