@@ -82,6 +82,8 @@ func printJoinHelp(w io.Writer, grpcAddr, httpAddr, data string) {
 		grpcAddr, filepath.Join(data, "worker.secret"))
 	fmt.Fprintf(w, "use the CLI:\n  export KILN_MASTER=%s KILN_TOKEN_FILE=%s\n", grpcAddr,
 		filepath.Join(data, "admin.token"))
+	fmt.Fprintf(w, "dashboard: http://%s/ (log in with the admin token to start, cancel "+
+		"or suspend)\n", httpAddr)
 	fmt.Fprintf(w, "webhooks: POST http://%s/hooks/PIPELINE (see ci pipeline update --help)\n",
 		httpAddr)
 }
