@@ -273,8 +273,10 @@ func (r *Registry) BuildCommit(ctx context.Context, name, pushedRef, commit stri
 	if err != nil {
 		return nil, err
 	}
+	// A commit the ref points at is advertised; a fetch that fails for it
+	// failed for another reason than its absence.
 	res := Resolved{Ref: p.Ref, Kind: KindBranch, Name: strings.TrimPrefix(pushedRef, "refs/heads/"),
-		Commit: strings.ToLower(commit)}
+		Commit: strings.ToLower(commit), Advertised: current}
 	if tag, ok := strings.CutPrefix(pushedRef, "refs/tags/"); ok {
 		res.Kind, res.Name = KindTag, tag
 	}

@@ -111,6 +111,9 @@ func lsRemote(ctx context.Context, gitURL string) (*remoteRefs, error) {
 	// "--" keeps a URL from ever being read as an option; no shell runs.
 	cmd := exec.CommandContext(ctx, "git", "ls-remote", "--symref", "--", gitURL)
 	cmd.Env = gitEnv()
+	// git's transport helpers inherit the output pipes and outlive a killed
+	// git: WaitDelay stops waiting for them, so the timeout holds.
+	cmd.WaitDelay = 2 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -125,7 +128,10 @@ func lsRemote(ctx context.Context, gitURL string) (*remoteRefs, error) {
 // master's, with prompts off, so that a repository that wants a password
 // fails instead of waiting for a terminal that is not there.
 func gitEnv() []string {
-	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GCM_INTERACTIVE=never")
+	// A server that sends less than a byte a second for 30 seconds is cut
+	// off rather than waited on.
+	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GCM_INTERACTIVE=never",
+		"GIT_HTTP_LOW_SPEED_LIMIT=1", "GIT_HTTP_LOW_SPEED_TIME=30")
 }
 
 func parseLsRemote(out []byte) *remoteRefs {

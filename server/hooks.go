@@ -23,8 +23,13 @@ const maxHookBody = 25 << 20
 // bodies sent by anyone who reaches the port can take.
 const hookReaders = 4
 
-// hookReadTimeout bounds the reading of one delivery's body.
-const hookReadTimeout = 30 * time.Second
+// hookReadTimeout bounds the reading of one delivery's body, and
+// hookSlotWait the wait for a slot to read it in: a forge gives up after
+// ten seconds, so a delivery is better refused early, to be redelivered.
+const (
+	hookReadTimeout = 10 * time.Second
+	hookSlotWait    = 2 * time.Second
+)
 
 // serveHook takes a webhook delivery for the pipeline in the path. It
 // answers as soon as the delivery is checked and, for a push to the
@@ -54,11 +59,17 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) (int, string) {
 			"ci pipeline update %s --webhook-secret-file FILE", name, name)
 	}
 
+	wait := time.NewTimer(hookSlotWait)
+	defer wait.Stop()
 	select {
 	case s.hookSlots <- struct{}{}:
 		defer func() { <-s.hookSlots }()
+	case <-wait.C:
+		w.Header().Set("Retry-After", "5")
+		return http.StatusServiceUnavailable, "the master is busy reading other deliveries: " +
+			"redeliver in a few seconds"
 	case <-r.Context().Done():
-		return http.StatusServiceUnavailable, "the master is busy reading other deliveries"
+		return http.StatusServiceUnavailable, "the request ended before it was read"
 	}
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(hookReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
@@ -88,10 +99,16 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) (int, string) {
 // otherwise leave no trace. It keeps one reason, not a list, so that
 // requests from anyone cannot push real events out.
 func (s *Server) refused(name string, err error) {
+	// Written when the reason changes or a minute passed, so that a flood
+	// of bad requests is not a flood of writes and log lines.
+	st, serr := s.store.TriggerState(name)
+	now := s.now()
+	if serr != nil || (st.Refused == err.Error() && now.Sub(fromMS(st.RefusedAt)) < time.Minute) {
+		return
+	}
 	s.log.Warn("webhook delivery refused", "pipeline", name, "err", err)
-	now := ms(s.now())
 	s.trig.setState(name, func(st *kilnpb.TriggerState) {
-		st.Refused, st.RefusedAt = err.Error(), now
+		st.Refused, st.RefusedAt = err.Error(), ms(now)
 	})
 }
 
@@ -124,11 +141,12 @@ func (s *Server) takeDelivery(p *kilnpb.Pipeline, d *trigger.Delivery,
 	}
 
 	tr.Detail = fmt.Sprintf("%s push of %s to %s", d.Forge, short(push.After), push.Ref)
-	item := &kilnpb.QueuedTrigger{Pipeline: p.Name, At: ms(s.now()), Trigger: tr}
 	// The body's hash is a key too: no forge signs the delivery ID, so a
 	// signed body replayed under a new ID is still the same push.
 	sum := sha256.Sum256(body)
-	dup, err := s.store.Enqueue(item, []string{d.ID, "sha256:" + hex.EncodeToString(sum[:])}, nil)
+	item := &kilnpb.QueuedTrigger{Pipeline: p.Name, At: ms(s.now()), Trigger: tr,
+		Keys: []string{d.ID, "sha256:" + hex.EncodeToString(sum[:])}}
+	dup, err := s.store.Enqueue(item, nil)
 	if err != nil {
 		return http.StatusInternalServerError, err.Error()
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kilnci/kiln/proto/kilnpb"
@@ -98,9 +100,10 @@ func (m *master) Recompile(req *kilnpb.RecompileRequest,
 func (m *master) Pin(req *kilnpb.PinRequest, stream kilnpb.Master_PinServer) error {
 	v, err := m.s.reg.Pin(stream.Context(), req.Name, req.Ref, progress(stream))
 	if err == nil {
-		// Polls and pushes of the new ref count from the version just built.
+		// Polls of the new ref count from the version just built; it has
+		// not run, so a push of it still runs.
 		m.s.trig.setState(req.Name, func(st *kilnpb.TriggerState) {
-			st.PollCommit, st.Tip = "", v.Commit
+			st.PollCommit = v.Commit
 		})
 	}
 	return sendVersion(stream, v, err)
@@ -183,8 +186,12 @@ func (m *master) ListVersions(_ context.Context,
 }
 
 func (m *master) StartRun(ctx context.Context, req *kilnpb.StartRunRequest) (*kilnpb.Run, error) {
+	detail := "started through the API"
+	if md, _ := metadata.FromIncomingContext(ctx); slices.Contains(md.Get("kiln-client"), "dashboard") {
+		detail = "started from the dashboard"
+	}
 	r, err := m.s.startRun(req.Name, req.Params, scheduler.Trigger{Kind: triggerManual,
-		By: adminName, Detail: "started through the API"})
+		By: adminName, Detail: detail})
 	return r, userError(err)
 }
 

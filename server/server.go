@@ -347,7 +347,11 @@ func (s *Server) shutdown() {
 	// Builds that triggers started end with the loop; their triggers stay
 	// queued for the next start.
 	s.stopTriggers()
-	<-s.triggersDone
+	select {
+	case <-s.triggersDone:
+	case <-time.After(10 * time.Second):
+		s.log.Warn("trigger loop did not stop within 10s; stopping without it")
+	}
 	s.mu.Lock()
 	for _, ws := range s.streams {
 		ws.close()

@@ -55,6 +55,9 @@ func (s *Server) updateTriggers(req *kilnpb.UpdatePipelineRequest) (*kilnpb.Pipe
 		return nil, err
 	}
 
+	// The state goes first: a schedule set must not count slots from
+	// before it, even for the loop's look between the two writes.
+	s.triggersSet(req.Name, p.Triggers, tr)
 	err = s.reg.Update(req.Name, func(q *kilnpb.Pipeline) error {
 		q.Triggers, q.WebhookSecret = tr, secret
 		return nil
@@ -62,7 +65,6 @@ func (s *Server) updateTriggers(req *kilnpb.UpdatePipelineRequest) (*kilnpb.Pipe
 	if err != nil {
 		return nil, err
 	}
-	s.triggersSet(req.Name, p.Triggers, tr)
 	s.log.Info("pipeline triggers changed", "pipeline", req.Name, "webhook", tr.Webhook,
 		"poll_ms", tr.PollMs, "schedules", tr.Schedules, "timezone", tr.Timezone,
 		"depends_on", tr.DependsOn)
@@ -74,14 +76,20 @@ func (s *Server) updateTriggers(req *kilnpb.UpdatePipelineRequest) (*kilnpb.Pipe
 }
 
 // triggersSet starts the schedules' clock when they changed: a schedule
-// counts its slots from when it was set, not from the past.
+// counts its slots from when it was set, not from the past. Polling that
+// starts counts from the current version, not from what an earlier spell
+// of polling saw.
 func (s *Server) triggersSet(name string, before, after *kilnpb.Triggers) {
-	if slices.Equal(before.GetSchedules(), after.GetSchedules()) &&
-		before.GetTimezone() == after.GetTimezone() {
-		return
+	if !slices.Equal(before.GetSchedules(), after.GetSchedules()) ||
+		before.GetTimezone() != after.GetTimezone() {
+		now := ms(s.now())
+		s.trig.setState(name, func(st *kilnpb.TriggerState) { st.ScheduledAt = now })
 	}
-	now := ms(s.now())
-	s.trig.setState(name, func(st *kilnpb.TriggerState) { st.ScheduledAt = now })
+	if before.GetPollMs() == 0 && after.GetPollMs() > 0 {
+		if v, err := s.reg.Current(name); err == nil {
+			s.trig.setState(name, func(st *kilnpb.TriggerState) { st.PollCommit = v.Commit })
+		}
+	}
 }
 
 // checkTriggers refuses trigger settings that cannot work, with one

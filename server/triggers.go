@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/kilnci/kiln/proto/kilnpb"
 	"github.com/kilnci/kiln/registry"
 	"github.com/kilnci/kiln/scheduler"
@@ -81,7 +84,14 @@ func (t *triggers) run(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	defer t.wg.Wait()
+	pruned := t.s.now()
 	for {
+		if now := t.s.now(); now.Sub(pruned) > time.Hour {
+			if _, err := t.s.store.PruneDeliveries(ms(now.Add(-deliveryMemory))); err != nil {
+				t.s.log.Error("forget old webhook deliveries", "err", err)
+			}
+			pruned = now
+		}
 		t.fanOut()
 		t.due(ctx, t.s.now())
 		t.dispatch(ctx)
@@ -126,8 +136,13 @@ func (t *triggers) schedule(p *kilnpb.Pipeline, now time.Time) {
 		t.s.log.Error("read trigger state", "pipeline", p.Name, "err", err)
 		return
 	}
-	if st.ScheduledAt == 0 {
-		// Set before this master kept state: count from now.
+	if st.ScheduledAt == 0 || fromMS(st.ScheduledAt).After(now.Add(time.Minute)) {
+		// Set before this master kept state, or in a future that the
+		// clock has stepped back from: count from now.
+		if st.ScheduledAt != 0 {
+			t.s.log.Warn("the clock went back; schedules count from now", "pipeline", p.Name,
+				"scheduled_at", fromMS(st.ScheduledAt))
+		}
 		t.setState(p.Name, func(st *kilnpb.TriggerState) { st.ScheduledAt = ms(now) })
 		return
 	}
@@ -142,7 +157,7 @@ func (t *triggers) schedule(p *kilnpb.Pipeline, now time.Time) {
 		Kind: triggerSchedule, By: expr,
 		Detail: fmt.Sprintf("schedule %q, slot %s", expr, slot.Format("2006-01-02 15:04 MST")),
 	}}
-	_, err = t.s.store.Enqueue(item, nil, func(st *kilnpb.TriggerState) {
+	_, err = t.s.store.Enqueue(item, func(st *kilnpb.TriggerState) {
 		st.ScheduledAt = ms(now)
 	})
 	if err != nil {
@@ -245,7 +260,7 @@ func (t *triggers) poll(ctx context.Context, p *kilnpb.Pipeline) {
 		Kind: triggerPoll, Ref: ref, Commit: res.Commit,
 		Detail: fmt.Sprintf("poll saw %s move to %s", ref, short(res.Commit)),
 	}}
-	if _, err := t.s.store.Enqueue(item, nil, record); err != nil {
+	if _, err := t.s.store.Enqueue(item, record); err != nil {
 		t.s.log.Error("queue a polled commit", "pipeline", p.Name, "err", err)
 		return
 	}
@@ -289,6 +304,10 @@ func (t *triggers) fanOut() {
 	}
 	for _, id := range ids {
 		r, err := t.s.run(id)
+		if status.Code(err) == codes.NotFound {
+			t.s.store.FanOut(id, nil) // deleted with its pipeline
+			continue
+		}
 		if err != nil {
 			t.s.log.Error("read a succeeded run", "run_id", id, "err", err)
 			continue
@@ -397,9 +416,7 @@ func (t *triggers) start(ctx context.Context, item *kilnpb.QueuedTrigger) {
 		if run, err = t.s.newRun(v, nil, triggerFromProto(tr)); err == nil {
 			ev.Outcome, ev.Version = outcomeStarted, v.Version
 			ev.Message = fmt.Sprintf("%s: run started on version %d", tr.Detail, v.Version)
-			_, err = t.s.createRun(run, func(p *kilnpb.Run) error {
-				return t.s.store.CreateTriggeredRun(p, item.Id, ev, ranCommit(tr.Commit, current))
-			})
+			err = t.create(run, item, ev, current)
 		}
 	}
 	if err == nil || errors.Is(err, store.ErrNotFound) {
@@ -407,22 +424,51 @@ func (t *triggers) start(ctx context.Context, item *kilnpb.QueuedTrigger) {
 	}
 	if errors.Is(err, registry.ErrNotFound) {
 		// Deleted meanwhile: its events went with it.
-		if err := t.s.store.Unqueue(item.Id, nil, name); err != nil {
+		if err := t.s.store.Unqueue(item.Id, nil, name, false); err != nil {
 			t.s.log.Error("take a trigger off the queue", "pipeline", name, "err", err)
 		}
 		return
 	}
 	ev.Outcome, ev.Version = outcomeFailed, v.GetVersion()
-	ev.Message = fmt.Sprintf("%s: no run: %v", tr.Detail, err)
-	var skip skipError
-	if errors.As(err, &skip) {
-		ev.Outcome, ev.Message = outcomeIgnored, fmt.Sprintf("%s: no run: %s", tr.Detail, skip)
-	} else {
-		t.s.log.Warn("trigger failed", "pipeline", name, "trigger", tr.Kind, "err", err)
+	ev.Message = fmt.Sprintf("%s: no run: %s", tr.Detail, firstLine(err.Error()))
+	if v.GetStatus() == registry.StatusFailed {
+		ev.Message += fmt.Sprintf(" (the compiler's output: ci registry list %s -o json)", name)
 	}
-	if err := t.s.store.Unqueue(item.Id, ev, name); err != nil {
+	var skip skipError
+	failed := !errors.As(err, &skip)
+	if failed {
+		t.s.log.Warn("trigger failed", "pipeline", name, "trigger", tr.Kind, "err", err)
+		if len(item.Keys) > 0 {
+			ev.Message += "; a redelivery from the forge tries again"
+		}
+	} else {
+		ev.Outcome, ev.Message = outcomeIgnored, fmt.Sprintf("%s: no run: %s", tr.Detail, skip)
+	}
+	if err := t.s.store.Unqueue(item.Id, ev, name, failed); err != nil {
 		t.s.log.Error("take a trigger off the queue", "pipeline", name, "err", err)
 	}
+}
+
+// create records a trigger's run, unless its pipeline was deleted while
+// the trigger was built: setMu, which a deletion holds, keeps the two
+// apart.
+func (t *triggers) create(run *scheduler.Run, item *kilnpb.QueuedTrigger,
+	ev *kilnpb.TriggerEvent, current bool) error {
+	t.setMu.Lock()
+	defer t.setMu.Unlock()
+	if _, err := t.s.reg.Get(run.Pipeline); err != nil {
+		return err
+	}
+	_, err := t.s.createRun(run, func(p *kilnpb.Run) error {
+		return t.s.store.CreateTriggeredRun(p, item.Id, ev, ranCommit(item.Trigger.Commit, current))
+	})
+	return err
+}
+
+// firstLine keeps the first line of a message that may hold a compiler's.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
 }
 
 // keepRan is how many commits a pipeline's trigger state remembers as run.
@@ -468,6 +514,10 @@ func (t *triggers) version(ctx context.Context,
 	p, err := t.s.reg.Get(item.Pipeline)
 	if err != nil {
 		return nil, false, err
+	}
+	if ok, why := trigger.Follows(p.Ref, tr.Ref); !ok {
+		// Pinned to another ref since the push came.
+		return nil, false, skipError(fmt.Sprintf("push to %s: %s", tr.Ref, why))
 	}
 	res, err := registry.Resolve(ctx, registry.GitURL(p.Source), p.Ref)
 	if err != nil {

@@ -324,6 +324,9 @@ func (s *Store) DeleteRuns(pipeline string) ([]uint64, error) {
 			if err := tx.Bucket(bucketRuns).Delete(k); err != nil {
 				return err
 			}
+			if err := tx.Bucket(bucketSucceeded).Delete(k); err != nil {
+				return err
+			}
 			return tx.Bucket(bucketActive).Delete(k)
 		})
 		if err != nil {

@@ -35,13 +35,14 @@ var (
 // keepEvents is how many trigger events a pipeline keeps.
 const keepEvents = 50
 
-// Enqueue stores a trigger the master owes a run. A delivery key (an ID,
-// a body's hash) that was taken for the pipeline before makes it a
-// redelivery: nothing is stored and dup is true. update, when not nil, changes the pipeline's trigger
+// Enqueue stores a trigger the master owes a run. One of the item's
+// delivery keys (an ID, a body's hash) that was taken for the pipeline
+// before makes it a redelivery: nothing is stored and dup is true. update, when not nil, changes the pipeline's trigger
 // state in the same transaction, so that what a loop remembers and what
 // it queued cannot part.
-func (s *Store) Enqueue(item *kilnpb.QueuedTrigger, deliveries []string,
+func (s *Store) Enqueue(item *kilnpb.QueuedTrigger,
 	update func(*kilnpb.TriggerState)) (dup bool, err error) {
+	deliveries := item.Keys
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDeliveries)
 		for _, d := range deliveries {
@@ -99,10 +100,26 @@ func (s *Store) Queued() ([]*kilnpb.QueuedTrigger, error) {
 }
 
 // Unqueue removes a queued trigger that will not become a run, recording
-// why as the pipeline's event in the same transaction.
-func (s *Store) Unqueue(id uint64, ev *kilnpb.TriggerEvent, pipeline string) error {
+// why as the pipeline's event in the same transaction. forget gives up the
+// trigger's delivery keys, so that a redelivery is taken again: for a
+// trigger that failed, not for one that was rightly ignored.
+func (s *Store) Unqueue(id uint64, ev *kilnpb.TriggerEvent, pipeline string, forget bool) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketQueue).Delete(u64(id)); err != nil {
+		q := tx.Bucket(bucketQueue)
+		if forget {
+			if v := q.Get(u64(id)); v != nil {
+				item := &kilnpb.QueuedTrigger{}
+				if err := proto.Unmarshal(v, item); err != nil {
+					return err
+				}
+				for _, k := range item.Keys {
+					if err := tx.Bucket(bucketDeliveries).Delete(deliveryKey(pipeline, k)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if err := q.Delete(u64(id)); err != nil {
 			return err
 		}
 		if ev == nil {

@@ -13,19 +13,49 @@ func queued(pipeline string) *kilnpb.QueuedTrigger {
 		Trigger: &kilnpb.Trigger{Kind: "webhook"}}
 }
 
+func keyed(item *kilnpb.QueuedTrigger, keys ...string) *kilnpb.QueuedTrigger {
+	item.Keys = keys
+	return item
+}
+
+func TestAFailedTriggerGivesUpItsDeliveryKeys(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	item := keyed(queued("a"), "github:1", "sha256:x")
+	if _, err := s.Enqueue(item, nil); err != nil {
+		t.Fatal(err)
+	}
+	ignored := keyed(queued("a"), "github:2")
+	if _, err := s.Enqueue(ignored, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unqueue(item.Id, &kilnpb.TriggerEvent{Outcome: "failed"}, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unqueue(ignored.Id, &kilnpb.TriggerEvent{Outcome: "ignored"}, "a", false); err != nil {
+		t.Fatal(err)
+	}
+	if dup, _ := s.Enqueue(keyed(queued("a"), "sha256:x"), nil); dup {
+		t.Error("the redelivery of a failed trigger was refused")
+	}
+	if dup, _ := s.Enqueue(keyed(queued("a"), "github:2"), nil); !dup {
+		t.Error("the redelivery of an ignored trigger was taken")
+	}
+}
+
 func TestARedeliveryIsNotQueuedTwice(t *testing.T) {
 	t.Parallel()
 	s := open(t)
-	dup, err := s.Enqueue(queued("a"), []string{"github:1"}, nil)
+	dup, err := s.Enqueue(keyed(queued("a"), "github:1"), nil)
 	if err != nil || dup {
 		t.Fatalf("first delivery: dup %v, %v", dup, err)
 	}
-	dup, err = s.Enqueue(queued("a"), []string{"github:1"}, nil)
+	dup, err = s.Enqueue(keyed(queued("a"), "github:1"), nil)
 	if err != nil || !dup {
 		t.Fatalf("redelivery: dup %v, %v", dup, err)
 	}
 	// The same ID for another pipeline is another delivery.
-	if dup, _ := s.Enqueue(queued("b"), []string{"github:1"}, nil); dup {
+	if dup, _ := s.Enqueue(keyed(queued("b"), "github:1"), nil); dup {
 		t.Fatal("a delivery to another pipeline was taken for a redelivery")
 	}
 	items, err := s.Queued()
@@ -39,11 +69,11 @@ func TestARedeliveryIsNotQueuedTwice(t *testing.T) {
 	if items, _ := s.Queued(); len(items) != 1 || items[0].Pipeline != "b" {
 		t.Fatalf("queue after forgetting a: %v", items)
 	}
-	if dup, _ := s.Enqueue(queued("a"), []string{"github:1"}, nil); dup {
+	if dup, _ := s.Enqueue(keyed(queued("a"), "github:1"), nil); dup {
 		t.Fatal("a pipeline created again remembers the deliveries of the old one")
 	}
 	// Any one key seen before makes a redelivery.
-	if dup, _ := s.Enqueue(queued("b"), []string{"github:2", "github:1"}, nil); !dup {
+	if dup, _ := s.Enqueue(keyed(queued("b"), "github:2", "github:1"), nil); !dup {
 		t.Fatal("a delivery with a known body hash under a new ID was queued")
 	}
 	if n, err := s.PruneDeliveries(1001); err != nil || n != 2 {
@@ -55,7 +85,7 @@ func TestATriggerBecomesExactlyOneRun(t *testing.T) {
 	t.Parallel()
 	s := open(t)
 	item := queued("a")
-	if _, err := s.Enqueue(item, nil, func(st *kilnpb.TriggerState) { st.PollCommit = "abc" }); err != nil {
+	if _, err := s.Enqueue(item, func(st *kilnpb.TriggerState) { st.PollCommit = "abc" }); err != nil {
 		t.Fatal(err)
 	}
 	run := &kilnpb.Run{Pipeline: "a", Status: "queued"}

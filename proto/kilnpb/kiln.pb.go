@@ -3532,11 +3532,15 @@ func (x *BinaryChunk) GetDigest() string {
 // poll, a schedule slot or an upstream success that it took and has not
 // yet turned into a run. It is stored, so a restart keeps it.
 type QueuedTrigger struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Pipeline      string                 `protobuf:"bytes,2,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
-	Trigger       *Trigger               `protobuf:"bytes,3,opt,name=trigger,proto3" json:"trigger,omitempty"`
-	At            int64                  `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Pipeline string                 `protobuf:"bytes,2,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Trigger  *Trigger               `protobuf:"bytes,3,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	At       int64                  `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	// keys are the delivery's keys (its ID, its body's hash) that make a
+	// redelivery start nothing; a trigger that fails gives them up, so that
+	// the forge's redelivery tries again.
+	Keys          []string `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3597,6 +3601,13 @@ func (x *QueuedTrigger) GetAt() int64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *QueuedTrigger) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
 }
 
 var File_kiln_proto protoreflect.FileDescriptor
@@ -3909,12 +3920,13 @@ const file_kiln_proto_rawDesc = "" +
 	"\vBinaryChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\tR\x06digest\"w\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\"\x8b\x01\n" +
 	"\rQueuedTrigger\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12*\n" +
 	"\atrigger\x18\x03 \x01(\v2\x10.kiln.v1.TriggerR\atrigger\x12\x0e\n" +
-	"\x02at\x18\x04 \x01(\x03R\x02at2\xb5\b\n" +
+	"\x02at\x18\x04 \x01(\x03R\x02at\x12\x12\n" +
+	"\x04keys\x18\x05 \x03(\tR\x04keys2\xb5\b\n" +
 	"\x06Master\x12G\n" +
 	"\x0eCreatePipeline\x12\x1e.kiln.v1.CreatePipelineRequest\x1a\x13.kiln.v1.BuildEvent0\x01\x12N\n" +
 	"\rListPipelines\x12\x1d.kiln.v1.ListPipelinesRequest\x1a\x1e.kiln.v1.ListPipelinesResponse\x12=\n" +
