@@ -2,7 +2,7 @@
 GO ?= go
 GOBIN ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: demo test test-short faults bench build proto generate vet
+.PHONY: demo test test-short faults bench build proto generate vet screenshots
 
 # Start a master and two workers on loopback and run the example pipeline.
 demo:
@@ -27,6 +27,12 @@ faults:
 	KILN_FAULT_FIGURES=$(FAULT_FIGURES) KILN_FAULT_FLOOD_LINES=300000 \
 		$(GO) test -count=1 -run 'Fault' ./e2e; rc=$$?; \
 		cat $(FAULT_FIGURES) 2>/dev/null; rm -f $(FAULT_FIGURES); exit $$rc
+
+# The dashboard's browser test in Chromium, leaving a full-page PNG of each
+# page in screenshots/ to look at.
+screenshots:
+	KILN_SCREENSHOTS=$(CURDIR)/screenshots KILN_BROWSER_TESTS=1 \
+		$(GO) test -count=1 -v -run 'TestDashboardInChromium' ./web
 
 # Benchmarks print `name value unit`, one figure a line; they never fail.
 bench:

@@ -66,7 +66,9 @@ func escape(b []byte) (n int, params string, final byte, ok bool) {
 				return i + 1, string(b[2:i]), b[i], true
 			}
 		}
-		return 0, "", 0, len(b) > 64 // a run-on sequence is dropped, not kept
+		// A sequence that runs on past any real one is no sequence: its
+		// ESC [ is dropped and the rest shown as text.
+		return 2, "", 0, len(b) > 64
 	case ']': // OSC, ended by BEL or ESC \
 		for i := 2; i < len(b); i++ {
 			if b[i] == 0x07 {
@@ -76,7 +78,7 @@ func escape(b []byte) (n int, params string, final byte, ok bool) {
 				return i + 2, "", 0, true
 			}
 		}
-		return 0, "", 0, len(b) > 1024
+		return 2, "", 0, len(b) > 1024
 	}
 	return 2, "", 0, true
 }

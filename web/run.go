@@ -96,6 +96,9 @@ func sse(w http.ResponseWriter) (func(event, data string) error, bool) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	return func(event, data string) error {
+		// An event stream ends a line at a lone CR too: a progress bar's
+		// "50%\r100%" would lose what follows the CR.
+		data = strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(data)
 		var b strings.Builder
 		b.WriteString("event: " + event + "\n")
 		for _, line := range strings.Split(data, "\n") {

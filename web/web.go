@@ -167,7 +167,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // admin is a context for a mutating call: the dashboard makes it with the
 // admin token once the session is checked.
 func (h *Handler) admin(r *http.Request) *http.Request {
-	ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+h.cfg.Token)
+	ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+h.cfg.Token,
+		"kiln-client", "dashboard")
 	return r.WithContext(ctx)
 }
 

@@ -29,6 +29,8 @@ func TestANSIColoursBecomeClassesAndTextIsEscaped(t *testing.T) {
 		{"cursor moves are dropped", []string{"\x1b[2K\x1b[1Gline"}, "line"},
 		{"OSC title is dropped", []string{"\x1b]0;title\x07text"}, "text"},
 		{"invalid UTF-8", []string{"a\xffb"}, "a\uFFFDb"},
+		{"a run-on sequence ends", []string{"a\x1b[" + strings.Repeat("1;", 40) + "\n"},
+			"a" + strings.Repeat("1;", 40) + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
