@@ -169,6 +169,11 @@ func (h *Handler) runEvents(w http.ResponseWriter, r *http.Request) {
 
 // logEvents streams a job's log as HTML, every attempt of it, following
 // it until the job ends.
+//
+// TODO(kiln): a run's page holds two streams (this and runEvents), and a
+// browser opens at most six connections to a host over HTTP/1.1, so a
+// fourth page of a running run stalls the other tabs. Carry the log in
+// the run's stream, or serve HTTP/2 once the port has TLS.
 func (h *Handler) logEvents(w http.ResponseWriter, r *http.Request) {
 	stream, err := h.api.Logs(r.Context(), &kilnpb.LogsRequest{
 		RunId: uintParam(r.PathValue("id")), Job: r.PathValue("job"), Follow: true})
