@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,7 +84,7 @@ func run() error {
 	b.api = kilnpb.NewMasterClient(conn)
 	b.ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+b.srv.AdminToken())
 
-	steps := []func() error{b.latency, b.recompile, b.throughput, b.workerDeath}
+	steps := []func() error{b.latency, b.recompile, b.throughput, b.dashboard, b.workerDeath}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
@@ -166,6 +167,54 @@ func (b *bench) throughput() error {
 	jobs := *wideRuns * 100
 	fmt.Printf("jobs_per_second %.0f jobs/s\n", float64(jobs)/elapsed.Seconds())
 	fmt.Printf("jobs_total %d jobs\n", jobs)
+	return nil
+}
+
+// dashboardPipelines is how many pipelines the dashboard's figures are
+// taken with.
+const dashboardPipelines = 200
+
+// dashboard times the dashboard's pages as a browser asks for them, with
+// two hundred pipelines registered and the runs of the steps before: the
+// pipelines page, a pipeline's page with its runs and versions, and the
+// page of a run of a hundred jobs.
+func (b *bench) dashboard() error {
+	repo := filepath.Join(b.dir, "noop.git")
+	for i := range dashboardPipelines {
+		_, err := b.build(b.api.CreatePipeline(b.ctx, &kilnpb.CreatePipelineRequest{
+			Name: fmt.Sprintf("p-%03d", i), Source: "file://" + repo}))
+		if err != nil {
+			return err
+		}
+	}
+	runs, err := b.api.ListRuns(b.ctx, &kilnpb.ListRunsRequest{Pipeline: "wide", Limit: 1})
+	if err != nil || len(runs.Runs) == 0 {
+		return fmt.Errorf("no run of wide: %v", err)
+	}
+	pages := []struct{ name, path string }{
+		{"dashboard_pipelines_page", "/pipelines"},
+		{"dashboard_pipeline_page", "/pipelines/wide"},
+		{"dashboard_run_page_100_jobs", fmt.Sprintf("/runs/%d", runs.Runs[0].Id)},
+	}
+	for _, p := range pages {
+		var times []time.Duration
+		for range *samples {
+			start := time.Now()
+			resp, err := http.Get("http://" + b.srv.HTTPAddr() + p.path)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s: %d %v", p.path, resp.StatusCode, err)
+			}
+			times = append(times, time.Since(start))
+		}
+		slices.Sort(times)
+		fmt.Printf("%s_median %.1f ms\n", p.name, ms(times[len(times)/2]))
+	}
+	fmt.Printf("dashboard_pipelines %d pipelines\n", dashboardPipelines+3)
 	return nil
 }
 
