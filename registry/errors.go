@@ -2,7 +2,8 @@ package registry
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/kilnci/kiln/internal/kinderr"
 )
 
 // Errors the registry returns, matched with errors.Is. The text a user sees
@@ -60,20 +61,8 @@ var (
 	ErrInvalidGraph = errors.New("registry: invalid job graph")
 )
 
-// kindError is an error whose text is a full sentence for the user and
-// which matches one of the sentinels above (and the error it wraps, if
-// any) through errors.Is, without the sentinel's text being repeated in it.
-type kindError struct {
-	kind error
-	err  error
-}
-
-func (e *kindError) Error() string { return e.err.Error() }
-
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
-// errorf formats an error of the given kind. The format may wrap a cause
-// with %w.
+// errorf makes an error of the given kind whose text is the formatted
+// sentence alone. The format may wrap a cause with %w.
 func errorf(kind error, format string, args ...any) error {
-	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+	return kinderr.Errorf(kind, format, args...)
 }

@@ -2,7 +2,8 @@ package trigger
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/kilnci/kiln/internal/kinderr"
 )
 
 // Errors this package returns, matched with errors.Is. The text a user
@@ -35,20 +36,8 @@ var (
 	ErrBadUpstreams = errors.New("trigger: invalid upstream pipelines")
 )
 
-// kindError is an error whose text is a full sentence for the user and
-// which matches one of the sentinels above (and the error it wraps, if
-// any) through errors.Is, without the sentinel's text repeated in it.
-type kindError struct {
-	kind error
-	err  error
-}
-
-func (e *kindError) Error() string { return e.err.Error() }
-
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
-// errorf formats an error of the given kind. The format may wrap a cause
-// with %w.
+// errorf makes an error of the given kind whose text is the formatted
+// sentence alone. The format may wrap a cause with %w.
 func errorf(kind error, format string, args ...any) error {
-	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+	return kinderr.Errorf(kind, format, args...)
 }
