@@ -132,6 +132,16 @@ func GitURL(source string) string {
 }
 
 // redact hides the password of a URL that carries one, for messages.
+// Redact hides the password of a source or git URL, for showing it: a
+// forced getter ("git::https://user:pass@host/repo") keeps its prefix.
+func Redact(source string) string {
+	prefix, rest, ok := strings.Cut(source, "::")
+	if !ok {
+		return redact(source)
+	}
+	return prefix + "::" + redact(rest)
+}
+
 func redact(gitURL string) string {
 	u, err := url.Parse(gitURL)
 	if err != nil || u.User == nil {

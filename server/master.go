@@ -192,12 +192,12 @@ func (m *master) StartRun(ctx context.Context, req *kilnpb.StartRunRequest) (*ki
 	}
 	r, err := m.s.startRun(req.Name, req.Params, scheduler.Trigger{Kind: triggerManual,
 		By: adminName, Detail: detail})
-	return r, userError(err)
+	return publicRun(r), userError(err)
 }
 
 func (m *master) GetRun(_ context.Context, req *kilnpb.GetRunRequest) (*kilnpb.Run, error) {
 	r, err := m.s.run(req.Id)
-	return r, userError(err)
+	return publicRun(r), userError(err)
 }
 
 func (m *master) WatchRun(req *kilnpb.GetRunRequest, stream kilnpb.Master_WatchRunServer) error {
@@ -207,7 +207,7 @@ func (m *master) WatchRun(req *kilnpb.GetRunRequest, stream kilnpb.Master_WatchR
 		if err != nil {
 			return userError(err)
 		}
-		if err := stream.Send(r); err != nil {
+		if err := stream.Send(publicRun(r)); err != nil {
 			return err
 		}
 		if scheduler.Status(r.Status).Final() {
@@ -240,8 +240,9 @@ func (m *master) ListRuns(_ context.Context,
 	}
 	for i, r := range runs {
 		if fresh, err := m.s.run(r.Id); err == nil {
-			runs[i] = fresh
+			r = fresh
 		}
+		runs[i] = publicRun(r)
 	}
 	return &kilnpb.ListRunsResponse{Runs: runs}, nil
 }
@@ -265,7 +266,7 @@ func (m *master) CancelRun(_ context.Context, req *kilnpb.CancelRunRequest) (*ki
 	s.saver.wait(gen)
 	s.log.Info("run cancelled", "run_id", req.Id)
 	r, err := s.run(req.Id)
-	return r, userError(err)
+	return publicRun(r), userError(err)
 }
 
 func (m *master) ListWorkers(context.Context,

@@ -153,3 +153,21 @@ func TestHealthAndMetricsOnTheHTTPPort(t *testing.T) {
 		}
 	}
 }
+
+func TestSourcePasswordsAreHiddenFromClients(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ in, want string }{
+		{"https://user:hunter2@git.example/r.git", "https://user:xxxxx@git.example/r.git"},
+		{"git::https://user:hunter2@git.example/r.git", "git::https://user:xxxxx@git.example/r.git"},
+		{"file:///srv/r.git", "file:///srv/r.git"},
+	} {
+		p := (&Server{}).publicSource(tt.in)
+		if p != tt.want {
+			t.Errorf("%s shown as %s, want %s", tt.in, p, tt.want)
+		}
+		r := publicRun(&kilnpb.Run{Source: tt.in})
+		if r.Source != tt.want {
+			t.Errorf("run of %s shows %s", tt.in, r.Source)
+		}
+	}
+}

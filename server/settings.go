@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kilnci/kiln/proto/kilnpb"
+	"github.com/kilnci/kiln/registry"
 	"github.com/kilnci/kiln/trigger"
 )
 
@@ -158,6 +159,7 @@ func (s *Server) checkNoDownstream(name string) error {
 func (s *Server) public(p *kilnpb.Pipeline, events int) *kilnpb.Pipeline {
 	q := proto.Clone(p).(*kilnpb.Pipeline)
 	q.WebhookSecret = ""
+	q.Source = s.publicSource(q.Source)
 	if q.Triggers == nil {
 		q.Triggers = &kilnpb.Triggers{}
 	}
@@ -197,3 +199,17 @@ func cloneTriggers(t *kilnpb.Triggers) *kilnpb.Triggers {
 	}
 	return proto.Clone(t).(*kilnpb.Triggers)
 }
+
+// publicRun is a run as clients see it: its source without a password.
+// Workers get the source whole, through their assignments.
+func publicRun(r *kilnpb.Run) *kilnpb.Run {
+	if r == nil || registry.Redact(r.Source) == r.Source {
+		return r
+	}
+	c := proto.Clone(r).(*kilnpb.Run)
+	c.Source = registry.Redact(c.Source)
+	return c
+}
+
+// publicSource is a pipeline's source as clients see it.
+func (s *Server) publicSource(source string) string { return registry.Redact(source) }

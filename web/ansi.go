@@ -65,6 +65,9 @@ func escape(b []byte) (n int, params string, final byte, ok bool) {
 			if b[i] >= 0x40 && b[i] <= 0x7e {
 				return i + 1, string(b[2:i]), b[i], true
 			}
+			if b[i] < 0x20 {
+				return 2, "", 0, true // cut off by a line's end: no sequence
+			}
 		}
 		// A sequence that runs on past any real one is no sequence: its
 		// ESC [ is dropped and the rest shown as text.
@@ -76,6 +79,9 @@ func escape(b []byte) (n int, params string, final byte, ok bool) {
 			}
 			if b[i] == 0x1b && i+1 < len(b) && b[i+1] == '\\' {
 				return i + 2, "", 0, true
+			}
+			if b[i] == '\n' {
+				return 2, "", 0, true // a title that never ended: show the rest
 			}
 		}
 		return 2, "", 0, len(b) > 1024
@@ -158,11 +164,18 @@ func (a *ansi) sgr(params string, out *strings.Builder) {
 	}
 }
 
-// close ends an open span, at the end of a log.
+// close ends the output at the end of a log: bytes held back as the
+// start of an escape sequence that never ended are shown as text, and an
+// open span is closed.
 func (a *ansi) close() string {
+	var out strings.Builder
+	if len(a.pending) > 0 {
+		out.WriteString(html.EscapeString(strings.ToValidUTF8(string(a.pending[1:]), "\uFFFD")))
+		a.pending = nil
+	}
 	if a.open {
 		a.open = false
-		return "</span>"
+		out.WriteString("</span>")
 	}
-	return ""
+	return out.String()
 }

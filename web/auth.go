@@ -92,7 +92,7 @@ func (h *Handler) mutation(next http.HandlerFunc) http.HandlerFunc {
 			if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host {
 				from = ref.Path
 			}
-			back(w, r, "/login?next="+url.QueryEscape(from), "log in with the admin token to do that")
+			h.back(w, r, "/login?next="+url.QueryEscape(from), "log in with the admin token to do that")
 			return
 		}
 		got := r.PostFormValue("csrf")
@@ -130,7 +130,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		MaxAge: int(sessionTTL.Seconds()), HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Secure: secureCookie(r)})
 	h.log.Info("dashboard login", "remote", r.RemoteAddr)
-	back(w, r, next, "logged in")
+	h.back(w, r, next, "logged in")
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +140,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secureCookie(r)})
-	back(w, r, "/pipelines", "logged out")
+	h.back(w, r, "/pipelines", "logged out")
 }
 
 // secureCookie says whether the cookie may carry Secure: browsers keep a

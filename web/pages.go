@@ -111,7 +111,7 @@ func (h *Handler) startRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("run started from the dashboard", "pipeline", name, "run_id", run.Id)
-	back(w, r, fmt.Sprintf("/runs/%d", run.Id), "")
+	h.back(w, r, fmt.Sprintf("/runs/%d", run.Id), "")
 }
 
 // recompileTimeout bounds a recompile the dashboard started.
@@ -148,7 +148,7 @@ func (h *Handler) recompile(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	back(w, r, "/pipelines/"+name, "recompiling "+name+": the new version shows below once built")
+	h.back(w, r, "/pipelines/"+name, "recompiling "+name+": the new version shows below once built")
 }
 
 // workerJob is a job a worker runs now.
@@ -218,7 +218,7 @@ func (h *Handler) setSuspended(w http.ResponseWriter, r *http.Request, on bool) 
 	}
 	verb := map[bool]string{true: "suspended", false: "resumed"}[on]
 	h.log.Info("worker "+verb+" from the dashboard", "worker", name)
-	back(w, r, "/workers", "worker "+name+" "+verb)
+	h.back(w, r, "/workers", "worker "+name+" "+verb)
 }
 
 // triggers summarises what starts a pipeline's runs.

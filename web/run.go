@@ -176,7 +176,7 @@ func (h *Handler) runEvents(w http.ResponseWriter, r *http.Request) {
 // the run's stream, or serve HTTP/2 once the port has TLS.
 func (h *Handler) logEvents(w http.ResponseWriter, r *http.Request) {
 	stream, err := h.api.Logs(r.Context(), &kilnpb.LogsRequest{
-		RunId: uintParam(r.PathValue("id")), Job: r.PathValue("job"), Follow: true})
+		RunId: uintParam(r.PathValue("id")), Job: r.URL.Query().Get("job"), Follow: true})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -204,7 +204,7 @@ func (h *Handler) logEvents(w http.ResponseWriter, r *http.Request) {
 
 // rawLog sends a job's whole log, as the job wrote it, as a download.
 func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
-	id, job := uintParam(r.PathValue("id")), r.PathValue("job")
+	id, job := uintParam(r.PathValue("id")), r.URL.Query().Get("job")
 	stream, err := h.api.Logs(r.Context(), &kilnpb.LogsRequest{RunId: id, Job: job})
 	if err != nil {
 		h.fail(w, r, err)
@@ -249,5 +249,5 @@ func (h *Handler) cancelRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("run cancelled from the dashboard", "run_id", id)
-	back(w, r, fmt.Sprintf("/runs/%d", id), fmt.Sprintf("run %d cancelled", id))
+	h.back(w, r, fmt.Sprintf("/runs/%d", id), fmt.Sprintf("run %d cancelled", id))
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"cmp"
+	"crypto/hmac"
 	"embed"
 	"errors"
 	"fmt"
@@ -95,8 +96,10 @@ func (h *Handler) routes() {
 
 	m.HandleFunc("GET /runs/{id}", h.runPage)
 	m.HandleFunc("GET /runs/{id}/events", h.runEvents)
-	m.HandleFunc("GET /runs/{id}/log/{job}", h.logEvents)
-	m.HandleFunc("GET /runs/{id}/log/{job}/raw", h.rawLog)
+	// A job's name goes in the query: names may hold '/', '?', '#' or be
+	// "..", which a path would not carry through a browser.
+	m.HandleFunc("GET /runs/{id}/log", h.logEvents)
+	m.HandleFunc("GET /runs/{id}/log.txt", h.rawLog)
 	m.HandleFunc("POST /runs/{id}/cancel", h.mutation(h.cancelRun))
 
 	m.HandleFunc("GET /workers", h.workersPage)
@@ -135,7 +138,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, name, title, na
 	data any) {
 	sess, ok := h.session(r)
 	p := page{Title: title, Nav: nav, LoggedIn: ok, Path: r.URL.RequestURI(),
-		Flash: r.URL.Query().Get("msg"), Data: data}
+		Flash: h.flash(r), Data: data}
 	if ok {
 		p.CSRF = h.formToken(sess)
 	}
@@ -172,8 +175,10 @@ func (h *Handler) admin(r *http.Request) *http.Request {
 	return r.WithContext(ctx)
 }
 
-// back redirects after a mutation to where it leads, with one line to show.
-func back(w http.ResponseWriter, r *http.Request, to, msg string) {
+// back redirects after a mutation to where it leads, with one line to
+// show there. The line is signed, so that a link from elsewhere cannot put
+// words of its own in the page's mouth.
+func (h *Handler) back(w http.ResponseWriter, r *http.Request, to, msg string) {
 	u, err := url.Parse(to)
 	if err != nil {
 		u = &url.URL{Path: "/pipelines"}
@@ -181,9 +186,20 @@ func back(w http.ResponseWriter, r *http.Request, to, msg string) {
 	if msg != "" {
 		q := u.Query()
 		q.Set("msg", msg)
+		q.Set("msig", h.sign("flash", msg))
 		u.RawQuery = q.Encode()
 	}
 	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+}
+
+// flash is the signed line a redirect brought, or "".
+func (h *Handler) flash(r *http.Request) string {
+	q := r.URL.Query()
+	msg := q.Get("msg")
+	if msg == "" || !hmac.Equal([]byte(q.Get("msig")), []byte(h.sign("flash", msg))) {
+		return ""
+	}
+	return msg
 }
 
 // uintParam reads a positive integer from the path or query; 0 when it is

@@ -29,8 +29,10 @@ func TestANSIColoursBecomeClassesAndTextIsEscaped(t *testing.T) {
 		{"cursor moves are dropped", []string{"\x1b[2K\x1b[1Gline"}, "line"},
 		{"OSC title is dropped", []string{"\x1b]0;title\x07text"}, "text"},
 		{"invalid UTF-8", []string{"a\xffb"}, "a\uFFFDb"},
-		{"a run-on sequence ends", []string{"a\x1b[" + strings.Repeat("1;", 40) + "\n"},
-			"a" + strings.Repeat("1;", 40) + "\n"},
+		{"a run-on sequence ends", []string{"a\x1b[" + strings.Repeat("1;", 40)},
+			"a" + strings.Repeat("1;", 40)},
+		{"a sequence cut by a line's end", []string{"\x1b[31\nAFTER"}, "31\nAFTER"},
+		{"an OSC title cut by a line's end", []string{"\x1b]0;title\nSECOND"}, "0;title\nSECOND"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
