@@ -45,7 +45,7 @@ func (r *Registry) produce(ctx context.Context, src Source, dir string, res Reso
 	case out := <-ch:
 		return out.Val.(artifact)
 	case <-ctx.Done():
-		return artifact{err: fmt.Errorf("build of commit %s: %w", short(res.Commit),
+		return artifact{err: fmt.Errorf("build of commit %s: %w", Short(res.Commit),
 			context.Cause(ctx))}
 	}
 }
@@ -56,7 +56,7 @@ func (r *Registry) obtain(ctx context.Context, key string, src Source, dir strin
 	res Resolved, say sayFunc) artifact {
 	var a artifact
 	if digest, ok, err := r.cache.Lookup(key); err == nil && ok && r.cache.Has(digest) {
-		say("reusing the binary built from %s before (%s)", short(res.Commit), short(digest))
+		say("reusing the binary built from %s before (%s)", Short(res.Commit), Short(digest))
 		a.digest, a.reused = digest, true
 	} else {
 		a.digest, a.output, a.err = r.compileCommit(ctx, r.builder, src, dir, res, say)
@@ -82,7 +82,7 @@ func (r *Registry) compileCommit(ctx context.Context, b *Builder, src Source, di
 	defer os.RemoveAll(scratch)
 
 	checkout := filepath.Join(scratch, "src")
-	say("fetching %s", short(res.Commit))
+	say("fetching %s", Short(res.Commit))
 	if err := fetch(ctx, src, res.Commit, checkout, r.cfg.FetchTimeout); err != nil {
 		if !res.Advertised {
 			err = errorf(ErrRefNotFound, "commit %s is not in %s", res.Commit, redact(src.Git))

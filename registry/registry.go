@@ -280,7 +280,7 @@ func (r *Registry) BuildCommit(ctx context.Context, name, pushedRef, commit stri
 	if tag, ok := strings.CutPrefix(pushedRef, "refs/tags/"); ok {
 		res.Kind, res.Name = KindTag, tag
 	}
-	say("%s %s is commit %s", res.Kind, res.Name, short(res.Commit))
+	say("%s %s is commit %s", res.Kind, res.Name, Short(res.Commit))
 	return r.buildAndRecord(ctx, p, src, res, current, say)
 }
 
@@ -397,9 +397,9 @@ func (r *Registry) resolve(ctx context.Context, name string, src Source, ref str
 	case KindCommit:
 		say("building commit %s", res.Commit)
 	case KindSemver:
-		say("%s picks tag %s, commit %s", res.Ref, res.Name, short(res.Commit))
+		say("%s picks tag %s, commit %s", res.Ref, res.Name, Short(res.Commit))
 	default:
-		say("%s %s is commit %s", res.Kind, res.Name, short(res.Commit))
+		say("%s %s is commit %s", res.Kind, res.Name, Short(res.Commit))
 	}
 	return res, nil
 }
@@ -584,8 +584,9 @@ func sayer(progress func(string)) sayFunc {
 	}
 }
 
-// short abbreviates a commit or a digest's hex for progress lines.
-func short(s string) string {
+// Short abbreviates a commit, or a digest's hex, to twelve digits for
+// people.
+func Short(s string) string {
 	s = strings.TrimPrefix(s, "sha256:")
 	if len(s) > 12 {
 		return s[:12]

@@ -49,7 +49,8 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) (int, string) {
 	name := r.PathValue("name")
 	p, err := s.reg.Get(name)
 	if errors.Is(err, registry.ErrNotFound) {
-		return http.StatusNotFound, fmt.Sprintf("no pipeline %q", name)
+		return http.StatusNotFound, fmt.Sprintf("no pipeline %q: point the webhook at "+
+			"/hooks/NAME with a name from ci pipeline list", name)
 	}
 	if err != nil {
 		return http.StatusInternalServerError, fmt.Sprintf("read pipeline %q: %v", name, err)
@@ -140,7 +141,7 @@ func (s *Server) takeDelivery(p *kilnpb.Pipeline, d *trigger.Delivery,
 		return ignore("push to %s: %s", push.Ref, why)
 	}
 
-	tr.Detail = fmt.Sprintf("%s push of %s to %s", d.Forge, short(push.After), push.Ref)
+	tr.Detail = fmt.Sprintf("%s push of %s to %s", d.Forge, registry.Short(push.After), push.Ref)
 	// The body's hash is a key too: no forge signs the delivery ID, so a
 	// signed body replayed under a new ID is still the same push.
 	sum := sha256.Sum256(body)
@@ -158,5 +159,5 @@ func (s *Server) takeDelivery(p *kilnpb.Pipeline, d *trigger.Delivery,
 		"ref", push.Ref, "commit", push.After)
 	s.trig.poke()
 	return http.StatusAccepted, fmt.Sprintf("accepted: building commit %s of %s, then a run "+
-		"starts; see ci pipeline show %s", short(push.After), push.Ref, p.Name)
+		"starts; see ci pipeline show %s", registry.Short(push.After), push.Ref, p.Name)
 }

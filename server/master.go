@@ -73,7 +73,7 @@ func sendVersion(stream buildStream, v *kilnpb.Version, err error) error {
 func (m *master) CreatePipeline(req *kilnpb.CreatePipelineRequest,
 	stream kilnpb.Master_CreatePipelineServer) error {
 	tr := cloneTriggers(req.Triggers)
-	tr.Webhook = req.WebhookSecret != ""
+	tr.Webhook = false // records leave it unset: public derives it from the secret
 	if err := m.s.checkTriggers(req.Name, req.Ref, tr, req.WebhookSecret); err != nil {
 		return userError(err)
 	}
@@ -89,11 +89,8 @@ func (m *master) CreatePipeline(req *kilnpb.CreatePipelineRequest,
 
 func (m *master) Recompile(req *kilnpb.RecompileRequest,
 	stream kilnpb.Master_RecompileServer) error {
+	// The registry logs the version it records.
 	v, err := m.s.reg.Build(stream.Context(), req.Name, req.Ref, progress(stream))
-	if v != nil {
-		m.s.log.Info("version built", "pipeline", req.Name, "version", v.Version,
-			"status", v.Status, "reused", v.Reused)
-	}
 	return sendVersion(stream, v, err)
 }
 

@@ -51,7 +51,6 @@ func (s *Server) updateTriggers(req *kilnpb.UpdatePipelineRequest) (*kilnpb.Pipe
 	if req.DependsOn != nil {
 		tr.DependsOn = sortedCopy(req.DependsOn.Values)
 	}
-	tr.Webhook = secret != ""
 	if err := s.checkTriggers(req.Name, p.Ref, tr, secret); err != nil {
 		return nil, err
 	}
@@ -66,7 +65,7 @@ func (s *Server) updateTriggers(req *kilnpb.UpdatePipelineRequest) (*kilnpb.Pipe
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("pipeline triggers changed", "pipeline", req.Name, "webhook", tr.Webhook,
+	s.log.Info("pipeline triggers changed", "pipeline", req.Name, "webhook", secret != "",
 		"poll_ms", tr.PollMs, "schedules", tr.Schedules, "timezone", tr.Timezone,
 		"depends_on", tr.DependsOn)
 	q, err := s.reg.Get(req.Name)
@@ -159,10 +158,11 @@ func (s *Server) checkNoDownstream(name string) error {
 func (s *Server) public(p *kilnpb.Pipeline, events int) *kilnpb.Pipeline {
 	q := proto.Clone(p).(*kilnpb.Pipeline)
 	q.WebhookSecret = ""
-	q.Source = s.publicSource(q.Source)
+	q.Source = registry.Redact(q.Source)
 	if q.Triggers == nil {
 		q.Triggers = &kilnpb.Triggers{}
 	}
+	q.Triggers.Webhook = p.WebhookSecret != ""
 	st, err := s.store.TriggerState(p.Name)
 	if err == nil {
 		q.TriggerState = st
@@ -210,6 +210,3 @@ func publicRun(r *kilnpb.Run) *kilnpb.Run {
 	c.Source = registry.Redact(c.Source)
 	return c
 }
-
-// publicSource is a pipeline's source as clients see it.
-func (s *Server) publicSource(source string) string { return registry.Redact(source) }

@@ -114,11 +114,19 @@ func (t *triggers) due(ctx context.Context, now time.Time) {
 	}
 	for _, p := range ps {
 		tr := p.GetTriggers()
+		if len(tr.GetSchedules()) == 0 && tr.GetPollMs() == 0 {
+			continue
+		}
+		st, err := t.s.store.TriggerState(p.Name)
+		if err != nil {
+			t.s.log.Error("read trigger state", "pipeline", p.Name, "err", err)
+			continue
+		}
 		if len(tr.GetSchedules()) > 0 {
-			t.schedule(p, now)
+			t.schedule(p, st, now)
 		}
 		if tr.GetPollMs() > 0 {
-			t.maybePoll(ctx, p, now)
+			t.maybePoll(ctx, p, st, now)
 		}
 	}
 }
@@ -126,15 +134,10 @@ func (t *triggers) due(ctx context.Context, now time.Time) {
 // schedule queues a run when a slot of the pipeline's schedules fell
 // between the last one it ran and now. Slots missed while the master was
 // down give one run, since the state moves to now, not to the slot.
-func (t *triggers) schedule(p *kilnpb.Pipeline, now time.Time) {
+func (t *triggers) schedule(p *kilnpb.Pipeline, st *kilnpb.TriggerState, now time.Time) {
 	sched, err := t.parsed(p.Triggers)
 	if err != nil {
 		return // checked when set; a zone that vanished is logged by parsed
-	}
-	st, err := t.s.store.TriggerState(p.Name)
-	if err != nil {
-		t.s.log.Error("read trigger state", "pipeline", p.Name, "err", err)
-		return
 	}
 	if st.ScheduledAt == 0 || fromMS(st.ScheduledAt).After(now.Add(time.Minute)) {
 		// Set before this master kept state, or in a future that the
@@ -194,11 +197,8 @@ func (t *triggers) setState(name string, fn func(*kilnpb.TriggerState)) {
 
 // maybePoll starts a poll of the pipeline's source when its interval has
 // passed since the last one and none is running.
-func (t *triggers) maybePoll(ctx context.Context, p *kilnpb.Pipeline, now time.Time) {
-	st, err := t.s.store.TriggerState(p.Name)
-	if err != nil {
-		return
-	}
+func (t *triggers) maybePoll(ctx context.Context, p *kilnpb.Pipeline, st *kilnpb.TriggerState,
+	now time.Time) {
 	if now.Before(fromMS(st.PolledAt).Add(time.Duration(p.Triggers.PollMs) * time.Millisecond)) {
 		return
 	}
@@ -258,7 +258,7 @@ func (t *triggers) poll(ctx context.Context, p *kilnpb.Pipeline) {
 	}
 	item := &kilnpb.QueuedTrigger{Pipeline: p.Name, At: ms(now), Trigger: &kilnpb.Trigger{
 		Kind: triggerPoll, Ref: ref, Commit: res.Commit,
-		Detail: fmt.Sprintf("poll saw %s move to %s", ref, short(res.Commit)),
+		Detail: fmt.Sprintf("poll saw %s move to %s", ref, registry.Short(res.Commit)),
 	}}
 	if _, err := t.s.store.Enqueue(item, record); err != nil {
 		t.s.log.Error("queue a polled commit", "pipeline", p.Name, "err", err)
@@ -532,11 +532,8 @@ func (t *triggers) version(ctx context.Context,
 		return nil, false, err
 	}
 
+	// The registry logs the version it records.
 	v, err := t.s.reg.BuildCommit(ctx, item.Pipeline, tr.Ref, tr.Commit, current, nil)
-	if v != nil {
-		t.s.log.Info("version built", "pipeline", item.Pipeline, "version", v.Version,
-			"status", v.Status, "reused", v.Reused, "trigger", tr.Kind, "current", current)
-	}
 	return v, current, err
 }
 
@@ -553,21 +550,13 @@ func skipCommit(policy string, tr *kilnpb.Trigger, res registry.Resolved, curren
 	}
 	switch {
 	case current && st.Tip == tr.Commit:
-		return skipError(fmt.Sprintf("commit %s already ran as the tip of %s", short(tr.Commit),
+		return skipError(fmt.Sprintf("commit %s already ran as the tip of %s", registry.Short(tr.Commit),
 			policy))
 	case !current && slices.Contains(st.Ran, tr.Commit):
 		return skipError(fmt.Sprintf("commit %s already ran, and %s has moved on to %s",
-			short(tr.Commit), policy, short(res.Commit)))
+			registry.Short(tr.Commit), policy, registry.Short(res.Commit)))
 	}
 	return nil
-}
-
-// short abbreviates a commit for people.
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
 }
 
 // sortedCopy returns a sorted copy of names without repeats.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/proto/kilnpb"
@@ -40,6 +40,19 @@ func bareServer(t *testing.T) (*Server, context.Context) {
 	return s, ctx
 }
 
+// bareApp is a bareServer with a pipeline "app" that follows main of a
+// noop repository, with the webhook secret "s".
+func bareApp(t *testing.T) (*Server, context.Context, string) {
+	t.Helper()
+	s, ctx := bareServer(t)
+	repo := noopRepo(t)
+	if _, _, err := s.reg.Create(ctx, registry.CreateRequest{Name: "app", Source: "file://" + repo,
+		Ref: "main", WebhookSecret: "s"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return s, ctx, repo
+}
+
 func queuePush(t *testing.T, s *Server, ref, sha, id string) *kilnpb.QueuedTrigger {
 	t.Helper()
 	item := &kilnpb.QueuedTrigger{Pipeline: "app", At: ms(time.Now()), Trigger: &kilnpb.Trigger{
@@ -65,12 +78,7 @@ func TestAPushQueuedBeforeAPinOfItsCommitStillRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds pipelines")
 	}
-	s, ctx := bareServer(t)
-	repo := noopRepo(t)
-	if _, _, err := s.reg.Create(ctx, registry.CreateRequest{Name: "app", Source: "file://" + repo,
-		Ref: "main", WebhookSecret: "s"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	s, ctx, repo := bareApp(t)
 	x := commit(t, repo, "x")
 	item := queuePush(t, s, "refs/heads/main", x, "github:d1") // accepted with 202
 	if err := (&master{s: s}).Pin(&kilnpb.PinRequest{Name: "app", Ref: "main"},
@@ -92,12 +100,7 @@ func TestAPushToARefNoLongerFollowedStartsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds pipelines")
 	}
-	s, ctx := bareServer(t)
-	repo := noopRepo(t)
-	if _, _, err := s.reg.Create(ctx, registry.CreateRequest{Name: "app", Source: "file://" + repo,
-		Ref: "main", WebhookSecret: "s"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	s, ctx, repo := bareApp(t)
 	x := commit(t, repo, "on main")
 	item := queuePush(t, s, "refs/heads/main", x, "github:d1")
 	if _, err := gitrepo.Git(repo, "checkout", "--quiet", "-b", "release", "HEAD~1"); err != nil {
@@ -122,12 +125,7 @@ func TestACompileFailureIsAOneLineEvent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds pipelines")
 	}
-	s, ctx := bareServer(t)
-	repo := noopRepo(t)
-	if _, _, err := s.reg.Create(ctx, registry.CreateRequest{Name: "app", Source: "file://" + repo,
-		Ref: "main", WebhookSecret: "s"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	s, ctx, repo := bareApp(t)
 	if err := os.WriteFile(filepath.Join(repo, "bad.go"), []byte("package main\nfunc x() { y }\nfunc z() { w }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +221,9 @@ func TestShutdownIsBoundedWhileAPollHangs(t *testing.T) {
 	cancel()
 	select {
 	case <-done:
-		t.Logf("Serve returned %v after cancel", time.Since(start))
+		if took := time.Since(start); took > 12*time.Second {
+			t.Errorf("Serve returned %v after cancel; the trigger loop's wait is bounded at 10s", took)
+		}
 	case <-time.After(20 * time.Second):
 		t.Errorf("Serve has not returned 20s after its ctx ended: shutdown waits for the hung poll")
 		ln.Close()
@@ -256,11 +256,13 @@ func TestSlowBodiesCannotStarveWebhooks(t *testing.T) {
 	start := time.Now()
 	resp, err := client.Post("http://"+m.s.HTTPAddr()+"/hooks/app", "application/json",
 		strings.NewReader("{}"))
-	if err == nil {
-		resp.Body.Close()
-		t.Logf("answered %d after %v", resp.StatusCode, time.Since(start))
-	} else {
-		t.Errorf("a delivery from the forge gets no answer within 10s: %v", err)
+	if err != nil {
+		t.Fatalf("a delivery from the forge gets no answer within 10s: %v", err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != http.StatusServiceUnavailable || took > 4*time.Second {
+		t.Errorf("answered %d after %v; want 503, to be redelivered, within about %v",
+			resp.StatusCode, took, hookSlotWait)
 	}
 }
 
@@ -289,24 +291,19 @@ func TestSchedulesRunAfterTheClockStepsBack(t *testing.T) {
 	}
 }
 
-var _ = proto.Int64
-
 // A failed fetch of the ref's tip says why it failed, not that the commit
 // is missing.
 func TestAFetchFailureOfATipSaysWhy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds pipelines")
 	}
-	s, ctx := bareServer(t)
-	repo := noopRepo(t)
-	if _, _, err := s.reg.Create(ctx, registry.CreateRequest{Name: "app", Source: "file://" + repo,
-		Ref: "main"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	s, ctx, repo := bareApp(t)
 	sha := commit(t, repo, "x")
 	os.Rename(repo, repo+".away") // the forge is down
 	_, err := s.reg.BuildCommit(ctx, "app", "refs/heads/main", sha, true, nil)
-	t.Logf("BuildCommit error: %v", err)
+	if !errors.Is(err, registry.ErrFetch) || strings.Contains(err.Error(), "is not in") {
+		t.Errorf("BuildCommit with the source gone: %v; want the fetch's own reason", err)
+	}
 }
 
 // A trigger whose pipeline is deleted while it builds starts no run.
@@ -314,12 +311,7 @@ func TestATriggerOfADeletedPipelineStartsNoRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds pipelines")
 	}
-	s, ctx := bareServer(t)
-	repo := noopRepo(t)
-	if _, _, err := s.reg.Create(ctx, registry.CreateRequest{Name: "app", Source: "file://" + repo,
-		Ref: "main"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	s, ctx, _ := bareApp(t)
 	item := &kilnpb.QueuedTrigger{Pipeline: "app", At: ms(time.Now()), Trigger: &kilnpb.Trigger{
 		Kind: triggerSchedule, Detail: "schedule"}}
 	s.store.Enqueue(item, nil)
@@ -328,21 +320,15 @@ func TestATriggerOfADeletedPipelineStartsNoRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// DeletePipeline: activeRuns()==0, reg.Delete ...
+	// The pipeline is deleted while its trigger was being built.
 	if err := s.reg.Delete("app"); err != nil {
 		t.Fatal(err)
 	}
-	// ... drain creates the run now ...
-	id, err := s.createRun(run, func(p *kilnpb.Run) error {
-		return s.store.CreateTriggeredRun(p, item.Id, &kilnpb.TriggerEvent{}, nil)
-	})
-	t.Logf("createRun after reg.Delete: id=%d err=%v", id, err)
-	// ... DeletePipeline goes on.
-	s.store.ForgetTriggers("app")
-	s.store.DeleteRuns("app")
-	time.Sleep(200 * time.Millisecond)
-	r, err := s.run(id)
-	t.Logf("run %d of deleted pipeline: status=%v err=%v; active in engine: %d", id, r.GetStatus(), err, s.activeRuns("app"))
-	unf, _ := s.store.Unfinished()
-	t.Logf("unfinished runs in store: %d", len(unf))
+	err = s.trig.create(run, item, &kilnpb.TriggerEvent{}, true)
+	if !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("a run was created for a deleted pipeline: %v", err)
+	}
+	if runs, _ := s.store.Runs("app", 10, 0); len(runs) != 0 || s.activeRuns("app") != 0 {
+		t.Errorf("runs of the deleted pipeline: %d stored, %d active", len(runs), s.activeRuns("app"))
+	}
 }

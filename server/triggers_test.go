@@ -377,23 +377,9 @@ func TestWebhookOfAPushThatCannotBuildIsRecordedAsFailed(t *testing.T) {
 	if code, body := m.post(t, "app", d); code != http.StatusAccepted {
 		t.Fatalf("%d %q", code, body)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		p, err := m.api.GetPipeline(context.Background(), &kilnpb.GetPipelineRequest{Name: "app"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(p.Events) > 0 {
-			ev := p.Events[0]
-			if ev.Outcome != "failed" || !strings.Contains(ev.Message, "366701fde727") {
-				t.Fatalf("event %v", ev)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no event after 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
+	ev := m.waitEvent(t, "app", func(*kilnpb.TriggerEvent) bool { return true })
+	if ev.Outcome != "failed" || !strings.Contains(ev.Message, "366701fde727") {
+		t.Fatalf("event %v", ev)
 	}
 	if runs := m.runs(t, "app"); len(runs) != 0 {
 		t.Errorf("runs: %v", runs)
@@ -731,22 +717,9 @@ func TestWebhookTagPushRunsTheNewestTagASemverConstraintAllows(t *testing.T) {
 	if code, body := pushTag("v1.0.5", tag("v1.0.5"), "t-2"); code != http.StatusAccepted {
 		t.Fatalf("v1.0.5: %d %q", code, body)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		p, err := m.api.GetPipeline(context.Background(), &kilnpb.GetPipelineRequest{Name: "rel"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ev := p.Events[0]; ev.Trigger.GetDelivery() == "github:t-2" {
-			if ev.Outcome != "ignored" || !strings.Contains(ev.Message, "picks v1.1.0") {
-				t.Fatalf("event %v", ev)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no event for the backport after 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if ev := m.waitEvent(t, "rel", delivered("github:t-2")); ev.Outcome != "ignored" ||
+		!strings.Contains(ev.Message, "picks v1.1.0") {
+		t.Fatalf("event %v", ev)
 	}
 	m.waitRuns(t, "rel", 1)
 }
@@ -771,18 +744,7 @@ func TestAPushSeenByAWebhookAndAPollRunsOnceAndALateDeliveryStaysBehind(t *testi
 	}
 	waitEvent := func(delivery string) *kilnpb.TriggerEvent {
 		t.Helper()
-		var found *kilnpb.TriggerEvent
-		eventually(t, 30*time.Second, func() bool {
-			evs, _ := m.s.store.Events("app", 50)
-			for _, ev := range evs {
-				if ev.Trigger.GetDelivery() == delivery {
-					found = ev
-					return true
-				}
-			}
-			return false
-		})
-		return found
+		return m.waitEvent(t, "app", delivered(delivery))
 	}
 	current := func() string {
 		t.Helper()
@@ -835,6 +797,30 @@ func TestAPushSeenByAWebhookAndAPollRunsOnceAndALateDeliveryStaysBehind(t *testi
 	if runs[0].Commit != older || runs[1].Commit != newer {
 		t.Errorf("runs of %s, %s; want %s then %s", runs[1].Commit, runs[0].Commit, newer, older)
 	}
+}
+
+// waitEvent waits up to 30s for the newest of the pipeline's trigger
+// events that match says yes to, and returns it.
+func (m *testMaster) waitEvent(t *testing.T, pipeline string,
+	match func(*kilnpb.TriggerEvent) bool) *kilnpb.TriggerEvent {
+	t.Helper()
+	var found *kilnpb.TriggerEvent
+	eventually(t, 30*time.Second, func() bool {
+		evs, _ := m.s.store.Events(pipeline, 50)
+		for _, ev := range evs {
+			if match(ev) {
+				found = ev
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// delivered matches the events of one webhook delivery.
+func delivered(id string) func(*kilnpb.TriggerEvent) bool {
+	return func(ev *kilnpb.TriggerEvent) bool { return ev.Trigger.GetDelivery() == id }
 }
 
 // eventually polls cond until it holds or d passes.

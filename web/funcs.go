@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"strings"
 	"time"
+
+	"github.com/kilnci/kiln/registry"
 )
 
 // funcs are the helpers templates use. They take the API's Unix
@@ -13,7 +15,7 @@ var funcs = template.FuncMap{
 	"when":     when,
 	"ago":      ago,
 	"span":     span,
-	"short":    short,
+	"short":    registry.Short,
 	"orDash":   orDash,
 	"join":     strings.Join,
 	"msDur":    func(ms int64) string { return roundDur(time.Duration(ms) * time.Millisecond) },
@@ -68,13 +70,4 @@ func roundDur(d time.Duration) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
-// short abbreviates a commit or a digest.
-func short(s string) string {
-	s = strings.TrimPrefix(s, "sha256:")
-	if len(s) > 12 {
-		return s[:12]
-	}
-	return s
 }

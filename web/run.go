@@ -9,7 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/status"
+
 	"github.com/kilnci/kiln/proto/kilnpb"
+	"github.com/kilnci/kiln/scheduler"
 )
 
 type runData struct {
@@ -20,16 +23,17 @@ type runData struct {
 }
 
 // final says whether a run or job status will not change again.
-func final(status string) bool {
-	switch status {
-	case "succeeded", "failed", "cancelled", "skipped":
-		return true
-	}
-	return false
-}
+func final(status string) bool { return scheduler.Status(status).Final() }
 
 func (h *Handler) runPage(w http.ResponseWriter, r *http.Request) {
-	run, err := h.api.GetRun(r.Context(), &kilnpb.GetRunRequest{Id: uintParam(r.PathValue("id"))})
+	id := uintParam(r.PathValue("id"))
+	if id == 0 {
+		w.WriteHeader(http.StatusNotFound)
+		h.render(w, r, "error", "Not Found", "", fmt.Sprintf("%q is not a run number: "+
+			"runs are listed on their pipeline's page", r.PathValue("id")))
+		return
+	}
+	run, err := h.api.GetRun(r.Context(), &kilnpb.GetRunRequest{Id: id})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -117,7 +121,7 @@ func sse(w http.ResponseWriter) (func(event, data string) error, bool) {
 func (h *Handler) runEvents(w http.ResponseWriter, r *http.Request) {
 	stream, err := h.api.WatchRun(r.Context(), &kilnpb.GetRunRequest{Id: uintParam(r.PathValue("id"))})
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		http.Error(w, status.Convert(err).Message(), http.StatusBadGateway)
 		return
 	}
 	send, ok := sse(w)
@@ -154,7 +158,7 @@ func (h *Handler) runEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		case err := <-errc:
 			if !errors.Is(err, io.EOF) {
-				send("gone", err.Error())
+				send("gone", status.Convert(err).Message())
 			}
 			return
 		case <-r.Context().Done():
@@ -178,7 +182,7 @@ func (h *Handler) logEvents(w http.ResponseWriter, r *http.Request) {
 	stream, err := h.api.Logs(r.Context(), &kilnpb.LogsRequest{
 		RunId: uintParam(r.PathValue("id")), Job: r.URL.Query().Get("job"), Follow: true})
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		http.Error(w, status.Convert(err).Message(), http.StatusBadGateway)
 		return
 	}
 	send, ok := sse(w)
@@ -193,7 +197,7 @@ func (h *Handler) logEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err != nil {
-			send("gone", err.Error())
+			send("gone", status.Convert(err).Message())
 			return
 		}
 		if send("log", conv.write(line.Data)) != nil {
